@@ -1,0 +1,37 @@
+# Every target does its own set-up: a fresh clone needs only python3 and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUNS ?= runs
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv install demo test clean
+
+venv: $(BIN)/python
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Reinstall only when setup.py changes.
+$(STAMP): setup.py | $(BIN)/python
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+install: $(STAMP)
+
+# The deep sigmoid MLP pair on the offline digits task, then a comparison.
+DEMO_FLAGS := --task=digits --depth=20 --width=64 --activation=sigmoid \
+	--initializer=glorot_uniform --optimizer=sgd --learning_rate=0.1 \
+	--num_steps=600 --log_every_steps=100 --eval_every_steps=200 --overwrite
+demo: install
+	$(BIN)/python -m trainers.train --model=plain_mlp $(DEMO_FLAGS) --output_dir=$(RUNS)/demo/plain_mlp
+	$(BIN)/python -m trainers.train --model=residual_mlp $(DEMO_FLAGS) --output_dir=$(RUNS)/demo/residual_mlp
+	@echo
+	$(BIN)/python -m analysis.compare $(RUNS)/demo/plain_mlp $(RUNS)/demo/residual_mlp
+	@echo "Run directories: $(RUNS)/demo/plain_mlp $(RUNS)/demo/residual_mlp (tensorboard --logdir $(RUNS)/demo)"
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+clean:
+	rm -rf $(VENV) $(RUNS) *.egg-info

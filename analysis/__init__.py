@@ -1,0 +1,4 @@
+"""gradzoo analysis: gradient statistics, run-directory reading, comparisons.
+
+Tested by tests/analysis.
+"""

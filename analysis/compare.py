@@ -1,0 +1,110 @@
+"""Side-by-side table of finished runs: final eval and gradient-norm ratios.
+
+    python -m analysis.compare runs/demo/plain_mlp runs/demo/residual_mlp
+
+For each run: its state, final eval metric next to the task's baseline, and
+the first/last hidden-kernel gradient-norm ratio at the first logged step
+(initialization) and the last one, with the vanishing/exploding verdict.
+Exit code 2 with one line if a run directory cannot be read.
+
+Tested by tests/analysis/test_compare.py.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+from analysis import gradients  # noqa: E402
+from analysis.rundir import Run, RunDirError, load_run  # noqa: E402
+
+EXIT_USAGE = 2
+
+
+def _ratio(row: dict | None) -> tuple[str, str]:
+    if not row or not row.get("grad_norms"):
+        return "-", "-"
+    try:
+        profile = gradients.gradient_profile(row["grad_norms"])
+    except ValueError:
+        return "-", "-"
+    return f"{profile.first_last_ratio:.2e}", profile.verdict
+
+
+def rows(runs: list[Run]) -> list[list[str]]:
+    """The table as strings, header first."""
+    table = [
+        [
+            "run", "model", "state", "step", "eval metric (baseline)", "eval loss",
+            "|g1|/|gL| first", "|g1|/|gL| last", "verdict",
+        ]
+    ]
+    for run in runs:
+        info = run.config.get("task_info", {})
+        metric = info.get("main_metric", "accuracy")
+        base = info.get("baselines", {}).get(metric)
+        ev = run.final_eval or {}
+        value = ev.get(metric)
+        first_ratio, _ = _ratio(run.metrics[0] if run.metrics else None)
+        last_ratio, last_verdict = _ratio(run.metrics[-1] if run.metrics else None)
+        table.append(
+            [
+                run.path,
+                run.config.get("model", "?"),
+                run.status.get("state", "?"),
+                str(run.status.get("step", "?")),
+                "-" if value is None else f"{metric} {value:.3f}"
+                + ("" if base is None else f" ({base:.3f})"),
+                "-" if ev.get("loss") is None else f"{ev['loss']:.3f}",
+                first_ratio,
+                last_ratio,
+                last_verdict,
+            ]
+        )
+    return table
+
+
+def format_table(table: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table
+    )
+
+
+def main(argv):
+    if len(argv) < 2:
+        _fail("name one or more run directories")
+    try:
+        runs = [load_run(path) for path in argv[1:]]
+    except RunDirError as e:
+        _fail(e)
+    print(format_table(rows(runs)))
+    print(
+        f"|g1|/|gL|: gradient norm of the first hidden kernel over the last's; "
+        f"vanishing below {gradients.VANISHING_BELOW:g}, exploding above "
+        f"{gradients.EXPLODING_ABOVE:g}."
+    )
+
+
+def _fail(message):
+    import sys
+
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(EXIT_USAGE)
+
+
+def _parse(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(e)
+
+
+def run_main():
+    """Console-script entry point (gradzoo-compare)."""
+    app.run(main, flags_parser=_parse)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,136 @@
+"""Per-layer gradient norms and the vanishing / exploding summary.
+
+`layer_gradient_norms` measures a model on one batch; `gradient_profile`
+orders the hidden layers' norms by depth (from the zero-padded `blockNN_`
+layer names) and judges the first/last ratio against stated thresholds. The
+trainer logs the same per-variable norms in metrics.jsonl, so a profile can
+be taken from a run directory too.
+
+    >>> norms = layer_gradient_norms(model, x, y, task.loss)
+    >>> print(gradient_profile(norms))
+
+Tested by tests/analysis/test_gradients.py.
+"""
+
+import dataclasses
+import math
+import re
+
+# TensorFlow is imported inside the functions that need it, so reading run
+# directories and profiling logged norms (analysis.compare) starts instantly.
+
+# The verdict's thresholds on ||grad first hidden kernel|| / ||grad last||.
+VANISHING_BELOW = 1e-3
+EXPLODING_ABOVE = 1e3
+
+# Hidden-layer kernels, e.g. "block07_dense/kernel"; the number is the depth.
+HIDDEN_KERNEL = r"^block(\d+)_\w+/kernel$"
+
+
+def l2_norm(t):
+    """The L2 norm of a tensor, safe from float32 underflow and overflow.
+
+    tf.norm squares the entries first, so a vanishing gradient with entries
+    near 1e-22 (a deep sigmoid net's first layer) reports exactly 0. Scaling
+    by the largest entry first keeps every representable norm honest.
+    """
+    import tensorflow as tf
+
+    scale = tf.reduce_max(tf.abs(t))
+    safe = tf.where(scale > 0, scale, tf.ones_like(scale))
+    return scale * tf.norm(t / safe)
+
+
+def layer_gradient_norms(
+    model, x, y, loss_fn, *, training: bool = True, include_penalty: bool = True
+) -> dict[str, float]:
+    """The gradient norm of every trainable variable on one batch, no update.
+
+    Args:
+      model: a Keras model returning logits.
+      x, y: one batch.
+      loss_fn: `loss_fn(y, logits)`, per-example losses or a scalar; the
+        gradient is that of its mean.
+      training: call the model in training mode (batch statistics in
+        BatchNorm), as the train step does. BatchNorm's moving averages are
+        restored afterwards, so the model is left as it was.
+      include_penalty: add the model's L1/L2 penalties, as the train step does.
+
+    Returns:
+      {variable path: L2 norm of its gradient}; 0.0 for a variable the loss
+      does not depend on.
+    """
+    import tensorflow as tf
+
+    saved = [tf.identity(v) for v in model.non_trainable_variables]
+    with tf.GradientTape() as tape:
+        logits = model(x, training=training)
+        loss = tf.reduce_mean(loss_fn(y, logits))
+        if include_penalty and model.losses:
+            loss += tf.add_n(model.losses)
+    grads = tape.gradient(loss, model.trainable_variables)
+    for v, value in zip(model.non_trainable_variables, saved):
+        v.assign(value)
+    return {
+        v.path: 0.0 if g is None else float(l2_norm(g))
+        for v, g in zip(model.trainable_variables, grads)
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientProfile:
+    """Hidden-layer gradient norms in depth order, and what they say."""
+
+    layers: tuple[str, ...]
+    norms: tuple[float, ...]
+    first_last_ratio: float
+    per_layer_factor: float  # geometric mean change per layer, input-ward
+    verdict: str  # "vanishing", "exploding", "healthy" or "undefined"
+
+    def __str__(self) -> str:
+        rows = [f"  {name:<24} {norm:.3e}" for name, norm in zip(self.layers, self.norms)]
+        return "\n".join(
+            rows
+            + [
+                f"  first/last ratio {self.first_last_ratio:.3e} "
+                f"(x{self.per_layer_factor:.3g} per layer): {self.verdict} "
+                f"(vanishing below {VANISHING_BELOW:g}, exploding above "
+                f"{EXPLODING_ABOVE:g})"
+            ]
+        )
+
+
+def verdict(ratio: float) -> str:
+    """Judges a first/last gradient-norm ratio against the stated thresholds."""
+    if not math.isfinite(ratio) or ratio <= 0:
+        return "undefined"
+    if ratio < VANISHING_BELOW:
+        return "vanishing"
+    if ratio > EXPLODING_ABOVE:
+        return "exploding"
+    return "healthy"
+
+
+def gradient_profile(norms: dict[str, float], pattern: str = HIDDEN_KERNEL) -> GradientProfile:
+    """Orders the hidden kernels' norms by depth and summarizes them.
+
+    Raises:
+      ValueError: fewer than two variables match `pattern`.
+    """
+    matched = []
+    for path, norm in norms.items():
+        m = re.match(pattern, path)
+        if m:
+            matched.append((int(m.group(1)), path, float(norm)))
+    if len(matched) < 2:
+        raise ValueError(
+            f"A gradient profile needs two or more variables matching {pattern!r}; "
+            f"got {len(matched)} of {len(norms)}."
+        )
+    matched.sort()
+    layers = tuple(path for _, path, _ in matched)
+    values = tuple(norm for _, _, norm in matched)
+    first, last = values[0], values[-1]
+    ratio = first / last if last > 0 else math.inf if first > 0 else math.nan
+    factor = ratio ** (1 / (len(values) - 1)) if math.isfinite(ratio) and ratio > 0 else math.nan
+    return GradientProfile(layers, values, ratio, factor, verdict(ratio))

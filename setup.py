@@ -1,0 +1,35 @@
+"""gradzoo: see README.md. `pip install -e ".[test]"`; tests: `make test`."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="gradzoo",
+    version="0.1.0",
+    description="A TensorFlow 2 / Keras 3 model zoo for vanishing and exploding "
+    "gradients: paired models, an instrumented trainer, and analysis.",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["zoo", "zoo.*", "trainers", "analysis"]),
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3",
+        "tensorflow-datasets>=4.9",
+        "importlib_resources",  # needed by tensorflow-datasets, not declared by it
+        "tensorboard",  # TF 2.21 no longer brings it; tb/ summaries are read with it
+        "absl-py>=2.0",
+        "numpy",
+        "matplotlib",
+        "scikit-learn",  # ships the real 8x8 digits images offline
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
+    },
+    entry_points={
+        "console_scripts": [
+            "gradzoo-train=trainers.train:run_main",
+            "gradzoo-compare=analysis.compare:run_main",
+        ]
+    },
+)

@@ -1,0 +1,200 @@
+"""The train step and loop: loss goes down, accumulation, clipping, divergence,
+bitwise resume, mirrored == default, early stopping, every optimizer."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from trainers import loop, rundir, runner
+
+
+@pytest.fixture(scope="module")
+def task():
+    return zoo.load_task("teacher", num_features=8, num_classes=4, num_train=256, num_eval=64)
+
+
+def _model(seed=0, **kwargs):
+    keras.utils.set_random_seed(seed)
+    kwargs = {"depth": 3, "width": 16, "activation": "tanh", **kwargs}
+    return zoo.get_model("plain_mlp", input_shape=(8,), num_outputs=4, **kwargs)
+
+
+def _fixed_batches(task, n=32):
+    x, y = task.x_train[:n], task.y_train[:n]
+    return tf.data.Dataset.from_tensors((x, y)).repeat()
+
+
+def _step(model, task, optimizer, **kwargs):
+    return loop.TrainStep(model, task, optimizer, strategy=tf.distribute.get_strategy(),
+                          batch_size=kwargs.pop("batch_size", 32), **kwargs)
+
+
+def test_one_step_lowers_the_loss_on_a_fixed_batch(task):
+    model = _model()
+    step = _step(model, task, keras.optimizers.SGD(0.5))
+    it = iter(_fixed_batches(task))
+    first = step(it, with_norms=True)
+    second = step(it, with_norms=False)
+    assert float(second["loss"]) < float(first["loss"])
+    assert first["grad_norms"].shape == (len(model.trainable_variables),)
+    assert "grad_norms" not in second
+
+
+def test_gradient_accumulation_equals_one_big_batch(task):
+    big, acc = _model(), _model()
+    _step(big, task, keras.optimizers.SGD(0.1), batch_size=32)(iter(_fixed_batches(task)), True)
+    _step(acc, task, keras.optimizers.SGD(0.1), batch_size=8, grad_accum_steps=4)(
+        iter(_fixed_batches(task)), True)
+    for a, b in zip(big.trainable_variables, acc.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def _cosine(a, b):
+    a = np.concatenate([np.ravel(t) for t in a])
+    b = np.concatenate([np.ravel(t) for t in b])
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_global_clipping_keeps_direction_per_variable_clipping_changes_it():
+    grads = [tf.constant([3.0, 4.0]), tf.constant([0.01, -0.02, 0.03])]  # norms 5 and ~0.04
+    norm = tf.linalg.global_norm(grads)
+    by_global = loop.clip_gradients(grads, "global_norm", 1.0, norm)
+    assert abs(_cosine(grads, by_global) - 1.0) < 1e-6
+    assert float(tf.linalg.global_norm(by_global)) == pytest.approx(1.0, rel=1e-6)
+    by_norm = loop.clip_gradients(grads, "norm", 0.5)
+    assert _cosine(grads, by_norm) < 0.999
+    assert float(tf.norm(by_norm[0])) == pytest.approx(0.5)
+    np.testing.assert_allclose(by_norm[1], grads[1])  # under the threshold: untouched
+    by_value = loop.clip_gradients(grads, "value", 0.02)
+    np.testing.assert_allclose(by_value[0], [0.02, 0.02])
+    assert loop.clip_gradients(grads, "none", 0.0)[0] is grads[0]
+
+
+def test_step_reports_norms_before_clipping(task):
+    model = _model()
+    out = _step(model, task, keras.optimizers.SGD(0.0001), clipping="global_norm",
+                clip_threshold=1e-6)(iter(_fixed_batches(task)), True)
+    assert float(out["grad_global_norm"]) > 1e-3
+    np.testing.assert_allclose(
+        float(out["grad_global_norm"]), float(np.linalg.norm(out["grad_norms"])), rtol=1e-5)
+
+
+def _train(task, out_dir, model=None, optimizer=None, **kwargs):
+    settings = {"num_steps": 20, "batch_size": 32, "log_every_steps": 5,
+                "eval_every_steps": 10, "checkpoint_every_steps": 10, "seed": 3, **kwargs}
+    return loop.train(model or _model(), task, optimizer or keras.optimizers.Adam(1e-2),
+                      output_dir=str(out_dir), **settings)
+
+
+def _rows(path):
+    return rundir.read_jsonl(str(path))
+
+
+def test_train_writes_the_run_directory(task, tmp_path):
+    result = _train(task, tmp_path)
+    assert result.state == "completed" and result.step == 20
+    status = json.load(open(tmp_path / "status.json"))
+    assert status["state"] == "completed" and status["step"] == 20
+    metrics, evals = _rows(tmp_path / "metrics.jsonl"), _rows(tmp_path / "eval.jsonl")
+    assert [r["step"] for r in metrics] == [1, 5, 10, 15, 20]
+    assert [r["step"] for r in evals] == [0, 10, 20]
+    assert set(metrics[0]["grad_norms"]) == {"block00_dense/kernel", "block00_dense/bias",
+                                             "block01_dense/kernel", "block01_dense/bias",
+                                             "block02_dense/kernel", "block02_dense/bias",
+                                             "head_dense/kernel", "head_dense/bias"}
+    assert evals[-1]["accuracy"] > evals[0]["accuracy"]
+    assert keras.saving.load_model(str(tmp_path / "model.keras")).count_params() > 0
+    assert os.listdir(tmp_path / "tb")
+
+
+def test_resume_is_bitwise_identical(task, tmp_path):
+    straight = _model()
+    _train(task, tmp_path / "a", model=straight)
+    _train(task, tmp_path / "b", num_steps=10)
+    # A "new process": different init, fresh optimizer; the checkpoint wins.
+    resumed = _model(seed=99)
+    result = _train(task, tmp_path / "b", model=resumed)
+    assert result.step == 20
+    for a, b in zip(straight.weights, resumed.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    steps = [r["step"] for r in _rows(tmp_path / "b" / "metrics.jsonl")]
+    assert steps == [1, 5, 10, 15, 20]  # no duplicated rows after the resume
+
+
+def test_a_completed_run_is_not_retrained(task, tmp_path):
+    _train(task, tmp_path)
+    before = open(tmp_path / "metrics.jsonl").read()
+    result = _train(task, tmp_path)
+    assert result.state == "completed" and open(tmp_path / "metrics.jsonl").read() == before
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(task, tmp_path):
+    _train(task, tmp_path, num_steps=10)
+    data = [f for f in os.listdir(tmp_path / "ckpt") if ".data-" in f][0]
+    with open(tmp_path / "ckpt" / data, "r+b") as f:
+        f.truncate(16)
+    with open(tmp_path / "status.json", "w") as f:  # as if killed while running
+        json.dump({"state": "running", "step": 10}, f)
+    files = sorted(os.listdir(tmp_path))
+    with pytest.raises(rundir.RunDirError, match="cannot be restored"):
+        _train(task, tmp_path, num_steps=20)
+    assert sorted(os.listdir(tmp_path)) == files
+
+
+def test_divergence_is_recorded_not_raised(task, tmp_path):
+    model = _model(activation="relu", initializer="he_normal")
+    result = _train(task, tmp_path, model=model, optimizer=keras.optimizers.SGD(1e12),
+                    log_every_steps=1)
+    assert result.state == "diverged"
+    status = json.load(open(tmp_path / "status.json"))
+    assert status["state"] == "diverged" and status["nonfinite"]["step"] == status["step"] + 1
+    assert status["step"] >= 1 and "non-finite" in status["message"]
+    assert all(np.isfinite(v.numpy()).all() for v in model.weights)  # last good weights
+    saved = keras.saving.load_model(str(tmp_path / "model.keras"))
+    assert all(np.isfinite(v.numpy()).all() for v in saved.weights)
+
+
+def test_mirrored_on_two_cpus_matches_default(task, tmp_path):
+    cpus = tf.config.list_logical_devices("CPU")
+    assert len(cpus) == 2, "tests/conftest.py splits the CPU in two"
+    losses = {}
+    for name in ("default", "mirrored"):
+        strategy = runner.make_strategy(name)
+        with strategy.scope():
+            model = _model(seed=5)
+            optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+        _train(task, tmp_path / name, model=model, optimizer=optimizer, strategy=strategy,
+               log_every_steps=1, clipping="global_norm", clip_threshold=0.5)
+        losses[name] = [r["loss"] for r in _rows(tmp_path / name / "metrics.jsonl")]
+    assert strategy.num_replicas_in_sync == 2 and len(losses["mirrored"]) == 20
+    np.testing.assert_allclose(losses["mirrored"], losses["default"], atol=1e-5)
+
+
+def test_early_stopping_stops_and_says_so(task, tmp_path):
+    result = _train(task, tmp_path, optimizer=keras.optimizers.SGD(1e-12), num_steps=100,
+                    eval_every_steps=5, early_stopping_patience=2)
+    assert result.state == "completed" and result.step == 10
+    assert "early stop at step 10" in result.message
+
+
+def test_early_stopping_rule():
+    stop = loop.EarlyStopping("loss", higher_is_better=False, patience=2, min_delta=0.1)
+    assert not stop.update(0, 1.0)
+    assert not stop.update(1, 0.95)  # not better by more than min_delta
+    assert stop.update(2, 0.5) is False and stop.best_step == 2
+    assert not stop.update(3, 0.5)
+    assert stop.update(4, 0.49)
+
+
+@pytest.mark.parametrize("name", list(runner.OPTIMIZERS))
+def test_every_optimizer_takes_a_step(name, task):
+    config = runner.RunConfig(optimizer=name, learning_rate=0.05).resolved()
+    model = _model()
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    _step(model, task, runner.make_optimizer(config))(iter(_fixed_batches(task)), False)
+    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))

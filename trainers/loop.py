@@ -1,0 +1,499 @@
+"""The training loop: one compiled GradientTape step, and the Python around it.
+
+Flag-free and importable. The compiled step computes, from one tape, the loss,
+the gradient, its global norm and (on logging steps) every variable's
+gradient norm, all before clipping; it then clips and applies the update, or
+skips it if anything is non-finite. The Python loop around it logs, evaluates,
+checkpoints and stops; it touches the host only on those steps.
+
+    >>> result = loop.train(model, task, optimizer, output_dir="runs/x",
+    ...                     num_steps=500, batch_size=128)
+
+Tested by tests/trainers/test_loop.py.
+"""
+
+import dataclasses
+import functools
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from analysis.gradients import l2_norm
+from trainers import rundir
+
+EXIT_DIVERGED = 3  # process exit code of a run that ended as "diverged"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    state: str  # "completed" or "diverged"
+    step: int
+    message: str
+    final_eval: dict | None
+
+
+def clip_gradients(grads, clipping: str, threshold: float, global_norm=None):
+    """Clips like Keras' clipvalue / clipnorm / global_clipnorm, with TF ops.
+
+    "norm" clips each variable's gradient to `threshold` separately (so it can
+    change the direction of the whole gradient); "global_norm" rescales all
+    of them together (Pascanu et al. 2013), keeping the direction.
+    """
+    if clipping == "none":
+        return list(grads)
+    if clipping == "value":
+        return [tf.clip_by_value(g, -threshold, threshold) for g in grads]
+    if clipping == "norm":
+        return [tf.clip_by_norm(g, threshold) for g in grads]
+    if clipping == "global_norm":
+        return tf.clip_by_global_norm(grads, threshold, use_norm=global_norm)[0]
+    raise ValueError(f"Unknown clipping '{clipping}'.")
+
+
+class TrainStep:
+    """The compiled update step for one model, task, optimizer and strategy.
+
+    Keras' own clipnorm / global_clipnorm would clip each replica's partial
+    gradient before its all-reduce (keras/src/optimizers/base_optimizer.py
+    `apply`), which is wrong under a multi-replica strategy. So the replica
+    function all-reduces the gradient itself, measures it and clips it; the
+    finiteness check picks, in cross-replica context, between applying it
+    and recording a divergence (the pattern of Keras' LossScaleOptimizer).
+
+    Call `step(iterator, with_norms)`; the two variants are traced once each.
+    """
+
+    def __init__(
+        self,
+        model,
+        task,
+        optimizer,
+        *,
+        strategy,
+        batch_size,
+        grad_accum_steps=1,
+        clipping="none",
+        clip_threshold=0.0,
+        jit_compile=False,
+    ):
+        self.model = model
+        self.task = task
+        self.optimizer = optimizer
+        self.strategy = strategy
+        self.accum = grad_accum_steps
+        self.global_batch = batch_size * grad_accum_steps
+        self.clipping = clipping
+        self.clip_threshold = clip_threshold
+        self.variables = model.trainable_variables
+        self.paths = [v.path for v in self.variables]
+        with strategy.scope():
+            optimizer.build(self.variables)
+        # Divergence is recorded on the device, so the loop only has to look
+        # at it on logging steps: the step where it happened and which
+        # variables' gradients were non-finite then.
+        self.diverged_at = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.loss_was_finite = tf.Variable(True, trainable=False)
+        self.nonfinite = tf.Variable(
+            tf.zeros([len(self.variables)], tf.bool), trainable=False
+        )
+        self._compiled = {
+            with_norms: tf.function(
+                functools.partial(self._step, with_norms=with_norms),
+                jit_compile=jit_compile,
+            )
+            for with_norms in (False, True)
+        }
+
+    def __call__(self, iterator, with_norms: bool) -> dict:
+        return self._compiled[with_norms](iterator)
+
+    def _micro_step(self, x, y):
+        replicas = self.strategy.num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            # Sum over this micro-batch, divided by the examples of the whole
+            # step on all replicas: summing over micro-batches and replicas
+            # then gives the mean over the step.
+            data_loss = tf.reduce_sum(self.task.loss(y, logits)) / self.global_batch
+            penalty = tf.constant(0.0)
+            if self.model.losses:
+                penalty = tf.add_n(self.model.losses) / (replicas * self.accum)
+            objective = data_loss + penalty
+        grads = tape.gradient(objective, self.variables)
+        sums = {
+            k: tf.reduce_sum(v) / self.global_batch
+            for k, v in self.task.metrics(y, logits).items()
+        }
+        return grads, {"loss": data_loss, "penalty": penalty, **sums}
+
+    def _replica_step(self, x, y, with_norms):
+        if self.accum == 1:
+            grads, stats = self._micro_step(x, y)
+        else:
+            xs = tf.reshape(x, [self.accum, -1, *x.shape[1:]])
+            ys = tf.reshape(y, [self.accum, -1, *y.shape[1:]])
+            grads, stats = self._micro_step(xs[0], ys[0])
+            for i in tf.range(1, self.accum):
+                more_grads, more_stats = self._micro_step(xs[i], ys[i])
+                grads = [g + h for g, h in zip(grads, more_grads)]
+                stats = {k: stats[k] + more_stats[k] for k in stats}
+        ctx = tf.distribute.get_replica_context()
+        grads, stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, (grads, stats))
+        # Every step needs the global norm (clipping, the finiteness check);
+        # only logging steps pay for the per-variable norms, computed
+        # underflow-safe because a vanishing gradient's norm is the point.
+        stats["grad_global_norm"] = tf.linalg.global_norm(grads)
+        if with_norms:
+            stats["grad_norms"] = tf.stack([l2_norm(g) for g in grads])
+        grads = clip_gradients(
+            grads, self.clipping, self.clip_threshold, stats["grad_global_norm"]
+        )
+        return grads, stats
+
+    def _apply(self, grads):
+        # Keras sums what every replica passes to apply_gradients. The
+        # gradient is already summed and clipped, so the first replica passes
+        # it and the others pass zeros: exact, since x + 0 == x.
+        if self.strategy.num_replicas_in_sync > 1:
+            ctx = tf.distribute.get_replica_context()
+            first = tf.equal(ctx.replica_id_in_sync_group, 0)
+            grads = [tf.where(first, g, tf.zeros_like(g)) for g in grads]
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+
+    def _step(self, iterator, with_norms):
+        with self.strategy.scope():
+            x, y = next(iterator)
+            grads, stats = self.strategy.run(
+                self._replica_step, args=(x, y, with_norms)
+            )
+            # After the all-reduce every replica holds the same values.
+            first = self.strategy.experimental_local_results
+            stats = tf.nest.map_structure(lambda t: first(t)[0], stats)
+            finite = tf.math.is_finite(stats["loss"] + stats["penalty"])
+            finite = finite & tf.math.is_finite(stats["grad_global_norm"])
+            if finite and self.diverged_at < 0:
+                self.strategy.run(self._apply, args=(grads,))
+            elif self.diverged_at < 0:
+                # Skip the update so the weights stay the last good ones.
+                self.diverged_at.assign(tf.cast(self.optimizer.iterations, tf.int64) + 1)
+                self.loss_was_finite.assign(
+                    tf.math.is_finite(stats["loss"] + stats["penalty"])
+                )
+                self.nonfinite.assign(
+                    tf.stack(
+                        [
+                            tf.logical_not(tf.reduce_all(tf.math.is_finite(first(g)[0])))
+                            for g in grads
+                        ]
+                    )
+                )
+            return stats
+
+    def divergence(self) -> dict | None:
+        """None, or where and how the run first went non-finite."""
+        step = int(self.diverged_at.numpy())
+        if step < 0:
+            return None
+        bad = [p for p, b in zip(self.paths, self.nonfinite.numpy()) if b]
+        return {
+            "step": step,
+            "loss_finite": bool(self.loss_was_finite.numpy()),
+            "variables": bad,
+        }
+
+
+def make_evaluator(model, task, batch_size: int = 1024):
+    """A function returning mean loss and metrics over the eval split.
+
+    Runs on the host strategy's default device, not distributed: eval sets
+    here are small, and sums over a fixed order are exactly reproducible.
+    """
+
+    @tf.function(reduce_retracing=True)
+    def sums(x, y):
+        logits = model(x, training=False)
+        out = {"loss": tf.reduce_sum(task.loss(y, logits))}
+        for k, v in task.metrics(y, logits).items():
+            out[k] = tf.reduce_sum(v)
+        return out
+
+    def run() -> dict:
+        total, count = {}, 0
+        for x, y in task.eval_dataset(batch_size):
+            for k, v in sums(x, y).items():
+                total[k] = total.get(k, 0.0) + float(v)
+            count += int(x.shape[0])
+        return {k: v / count for k, v in total.items()}
+
+    return run
+
+
+def evaluate(model, task, batch_size: int = 1024) -> dict:
+    """Mean loss and metrics of `model` over the whole eval split of `task`."""
+    return make_evaluator(model, task, batch_size)()
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+    """Stops after `patience` evaluations without an improvement > min_delta."""
+
+    metric: str
+    higher_is_better: bool
+    patience: int
+    min_delta: float = 0.0
+    best: float | None = None
+    best_step: int = 0
+    stale: int = 0
+
+    def update(self, step: int, value: float) -> bool:
+        """Records one evaluation; True when training should stop."""
+        if self.best is None:
+            gain = math.inf
+        else:
+            gain = value - self.best if self.higher_is_better else self.best - value
+        if gain > self.min_delta:
+            self.best, self.best_step, self.stale = value, step, 0
+        else:
+            self.stale += 1
+        return self.patience > 0 and self.stale >= self.patience
+
+
+def _describe_divergence(d: dict) -> str:
+    if not d["loss_finite"]:
+        what = "loss"
+    elif d["variables"]:
+        what = f"gradient of {d['variables'][0]}"
+        if len(d["variables"]) > 1:
+            what += f" (and {len(d['variables']) - 1} more variables)"
+    else:
+        what = "gradient norm (overflowed float32)"
+    return f"non-finite {what} at step {d['step']}; weights kept from step {d['step'] - 1}"
+
+
+def _format_eval(ev: dict, baselines) -> str:
+    parts = []
+    for k, v in ev.items():
+        base = baselines.get(k)
+        parts.append(f"{k} {v:.4g}" + (f" (baseline {base:.4g})" if base is not None else ""))
+    return ", ".join(parts)
+
+
+def train(
+    model,
+    task,
+    optimizer,
+    *,
+    output_dir: str,
+    num_steps: int,
+    batch_size: int,
+    grad_accum_steps: int = 1,
+    clipping: str = "none",
+    clip_threshold: float = 0.0,
+    seed: int = 0,
+    log_every_steps: int = 100,
+    eval_every_steps: int = 500,
+    checkpoint_every_steps: int = 1000,
+    early_stopping_patience: int = 0,
+    early_stopping_min_delta: float = 0.0,
+    strategy=None,
+    jit_compile: bool = False,
+) -> TrainResult:
+    """Trains `model` on `task`, writing metrics, evals, checkpoints into output_dir.
+
+    Resumes from the latest checkpoint in `output_dir/ckpt` when there is one:
+    the data order is a pure function of (seed, step), so the checkpoint
+    (model, optimizer, step) is all a bitwise-identical resume needs.
+
+    Returns:
+      A TrainResult: "completed" (including early stops) or "diverged" (a
+      non-finite loss or gradient; the weights saved are the last good ones).
+
+    Raises:
+      rundir.RunDirError: the checkpoint cannot be restored.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    os.makedirs(output_dir, exist_ok=True)
+    path = functools.partial(os.path.join, output_dir)
+    step_fn = TrainStep(
+        model,
+        task,
+        optimizer,
+        strategy=strategy,
+        batch_size=batch_size,
+        grad_accum_steps=grad_accum_steps,
+        clipping=clipping,
+        clip_threshold=clip_threshold,
+        jit_compile=jit_compile,
+    )
+    step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
+    manager = tf.train.CheckpointManager(ckpt, path(rundir.CKPT_DIR), max_to_keep=2)
+    start = _restore(ckpt, manager)
+    status_path = path(rundir.STATUS_FILE)
+    if os.path.exists(status_path):
+        # A diverged run stays diverged; a completed one is extended only if
+        # asked for more steps (the CLI refuses that as a changed config).
+        status = rundir.read_json(status_path)
+        done = status["state"] == "completed" and status["step"] >= num_steps
+        if done or status["state"] == "diverged":
+            logging.info("%s: already %s at step %d", output_dir, status["state"], status["step"])
+            return TrainResult(status["state"], status["step"], status["message"], None)
+    # Rows written after the checkpoint are replayed, so drop them.
+    for name in (rundir.METRICS_FILE, rundir.EVAL_FILE):
+        rundir.truncate_jsonl(path(name), start if start > 0 else -1)
+
+    stopper = EarlyStopping(
+        task.main_metric,
+        task.higher_is_better,
+        early_stopping_patience,
+        early_stopping_min_delta,
+    )
+    for row in rundir.read_jsonl(path(rundir.EVAL_FILE)):
+        stopper.update(row["step"], row[task.main_metric])
+    tb = tf.summary.create_file_writer(path(rundir.TB_DIR))
+    baselines = dict(task.baselines)
+
+    evaluator = make_evaluator(model, task)
+
+    def log_eval(step):
+        ev = evaluator()
+        rundir.append_jsonl(path(rundir.EVAL_FILE), {"step": step, "wall_time": time.time(), **ev})
+        with tb.as_default(step=step):
+            for k, v in ev.items():
+                tf.summary.scalar(f"eval/{k}", v)
+        logging.info("eval step %d: %s", step, _format_eval(ev, baselines))
+        return ev
+
+    def save(step, state, message, nonfinite=None):
+        step_var.assign(step)
+        manager.save(checkpoint_number=step)
+        rundir.write_status(output_dir, state, step, message, nonfinite)
+
+    rundir.write_status(output_dir, "running", start, f"started at step {start}")
+    last_eval = None
+    if start == 0:  # evaluate before the first step
+        last_eval = log_eval(0)
+        stopper.update(0, last_eval[task.main_metric])
+
+    dataset = task.train_dataset(batch_size * grad_accum_steps, seed=seed, start_step=start)
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    window, window_start, host_seconds = [], time.time(), 0.0
+    step, state, message, nonfinite = start, "completed", "", None
+    try:
+        for step in range(start + 1, num_steps + 1):
+            log_now = step == 1 or step % log_every_steps == 0 or step == num_steps
+            eval_now = step % eval_every_steps == 0 or step == num_steps
+            ckpt_now = step % checkpoint_every_steps == 0 or step == num_steps
+            window.append(step_fn(iterator, with_norms=log_now))
+            if not (log_now or eval_now or ckpt_now):
+                continue
+            nonfinite = step_fn.divergence()
+            if nonfinite is not None:
+                state, message = "diverged", _describe_divergence(nonfinite)
+                step = nonfinite["step"] - 1
+                break
+            host_start = time.time()
+            if log_now:
+                seconds = host_start - window_start - host_seconds
+                _log_metrics(
+                    path(rundir.METRICS_FILE), tb, step, window, step_fn.paths,
+                    optimizer, seconds, num_steps,
+                )
+                window, window_start, host_seconds = [], time.time(), 0.0
+                host_start = window_start
+            if eval_now:
+                last_eval = log_eval(step)
+                if stopper.update(step, last_eval[task.main_metric]):
+                    message = (
+                        f"early stop at step {step}: best {task.main_metric} "
+                        f"{stopper.best:.4g} at step {stopper.best_step}"
+                    )
+                    save(step, "running", message)
+                    break
+            if ckpt_now:
+                save(step, "running", f"checkpoint at step {step}")
+            host_seconds += time.time() - host_start
+    except (KeyboardInterrupt, Exception) as e:
+        what = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}"
+        rundir.write_status(
+            output_dir, "failed", step,
+            f"{what} at step {step}; run the same command to resume "
+            f"from step {int(step_var.numpy())}",
+        )
+        raise
+
+    if state == "diverged":
+        save(step, "diverged", message, nonfinite)
+        logging.warning("%s: %s", output_dir, message)
+    else:
+        message = message or (
+            f"trained {step} steps; eval {_format_eval(last_eval or {}, baselines)}"
+        )
+        rundir.write_status(output_dir, "completed", step, message)
+    _save_model(model, path(rundir.MODEL_FILE))
+    tb.flush()
+    return TrainResult(state, step, message, last_eval)
+
+
+def _restore(ckpt, manager) -> int:
+    """Restores the latest checkpoint; returns its step (0 when none)."""
+    latest = manager.latest_checkpoint
+    if latest is None:
+        return 0
+    try:
+        ckpt.restore(latest).assert_existing_objects_matched()
+    except Exception as e:  # noqa: BLE001
+        # A damaged file surfaces as OpError, ValueError, AssertionError or
+        # even IndexError ("Read less bytes than requested"), all a data
+        # problem rather than a bug: say which checkpoint and stop.
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise rundir.RunDirError(
+            f"checkpoint {latest} cannot be restored ({first_line}); "
+            "delete the run directory or pass --overwrite"
+        ) from None
+    return int(ckpt.step.numpy())
+
+
+def _log_metrics(path, tb, step, window, paths, optimizer, seconds, num_steps):
+    """One metrics.jsonl row and TensorBoard scalars for the steps since the last."""
+    last = window[-1]
+    row = {
+        "step": step,
+        "wall_time": time.time(),
+        "steps_per_second": len(window) / max(seconds, 1e-9),
+        "learning_rate": float(optimizer.learning_rate.numpy()),
+    }
+    # Loss and metrics are averaged over the window; gradient norms are those
+    # of this step, computed before clipping.
+    for k in last:
+        if k not in ("grad_norms", "grad_global_norm"):
+            row[k] = float(np.mean([w[k].numpy() for w in window]))
+    row["grad_global_norm"] = float(last["grad_global_norm"])
+    row["grad_norms"] = dict(zip(paths, last["grad_norms"].numpy().tolist()))
+    rundir.append_jsonl(path, row)
+    with tb.as_default(step=step):
+        for k in ("loss", "learning_rate", "grad_global_norm", "steps_per_second"):
+            tf.summary.scalar(f"train/{k}", row[k])
+        for p, norm in row["grad_norms"].items():
+            tf.summary.scalar(f"grad_norm/{p}", norm)
+    eta = (num_steps - step) / max(row["steps_per_second"], 1e-9)
+    measured = "  ".join(
+        f"{k} {row[k]:.4g}" for k in last if k not in ("grad_norms", "penalty")
+        and k != "grad_global_norm"
+    )
+    logging.info(
+        "step %d/%d  %s  |g| %.3g  %.0f steps/s  ETA %s",
+        step, num_steps, measured, row["grad_global_norm"],
+        row["steps_per_second"], time.strftime("%H:%M:%S", time.gmtime(eta)),
+    )
+
+
+def _save_model(model, path):
+    """Saves the Keras model atomically (Keras insists on a .keras name)."""
+    tmp = os.path.join(os.path.dirname(path), ".tmp-model.keras")
+    model.save(tmp)
+    os.replace(tmp, path)

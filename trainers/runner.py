@@ -1,0 +1,367 @@
+"""A run's resolved configuration, the objects built from it, and `run()`.
+
+Flag-free: trainers/train.py turns flags into a RunConfig, the suite builds
+RunConfigs directly, and both call `run(config, output_dir)`.
+
+    >>> from trainers import runner
+    >>> cfg = runner.RunConfig(model="plain_mlp", model_kwargs={"depth": 5},
+    ...                        task="digits", num_steps=200)
+    >>> result = runner.run(cfg, "runs/example")
+
+Tested by tests/trainers/test_runner.py.
+"""
+
+import dataclasses
+import inspect
+import math
+import os
+import platform
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import zoo
+from trainers import loop, rundir
+
+# name -> (Keras class, presets, hyper-parameters a user may set). Presets
+# turn one Keras class into the textbook variants (momentum, Nesterov);
+# everything else keeps Keras' own defaults, which the resolved config
+# records explicitly (note Adadelta's Keras default learning rate is 0.001,
+# not the paper's 1.0).
+OPTIMIZERS = {
+    "sgd": (keras.optimizers.SGD, {}, ()),
+    "momentum": (keras.optimizers.SGD, {"momentum": 0.9}, ("momentum",)),
+    "nesterov": (
+        keras.optimizers.SGD,
+        {"momentum": 0.9, "nesterov": True},
+        ("momentum",),
+    ),
+    "adagrad": (
+        keras.optimizers.Adagrad,
+        {},
+        ("initial_accumulator_value", "epsilon"),
+    ),
+    "rmsprop": (keras.optimizers.RMSprop, {}, ("rho", "momentum", "epsilon")),
+    "adadelta": (keras.optimizers.Adadelta, {}, ("rho", "epsilon")),
+    "adam": (keras.optimizers.Adam, {}, ("beta_1", "beta_2", "epsilon")),
+    "nadam": (keras.optimizers.Nadam, {}, ("beta_1", "beta_2", "epsilon")),
+    "adamw": (
+        keras.optimizers.AdamW,
+        {},
+        ("weight_decay", "beta_1", "beta_2", "epsilon"),
+    ),
+}
+OPTIMIZER_HPARAMS = (
+    "momentum",
+    "rho",
+    "beta_1",
+    "beta_2",
+    "epsilon",
+    "initial_accumulator_value",
+    "weight_decay",
+)
+LR_SCHEDULES = ("constant", "cosine", "step")
+CLIPPING = ("none", "value", "norm", "global_norm")
+STRATEGIES = ("default", "one_device", "mirrored", "tpu")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that decides what a run computes.
+
+    `resolved()` fills every default explicitly (model and optimizer
+    hyper-parameters from their signatures), so the saved config.json alone
+    says what ran. Step counts are optimizer updates; each update sees
+    `batch_size * grad_accum_steps` examples, in `grad_accum_steps`
+    micro-batches of `batch_size`.
+    """
+
+    model: str = "plain_mlp"
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    task: str = "digits"
+    task_kwargs: dict = dataclasses.field(default_factory=dict)
+    optimizer: str = "sgd"
+    learning_rate: float | None = None  # None: the Keras default
+    optimizer_kwargs: dict = dataclasses.field(default_factory=dict)
+    lr_schedule: str = "constant"
+    lr_decay_steps: int = 0  # "step" schedule: decay every N steps
+    lr_decay_rate: float = 0.1
+    clipping: str = "none"
+    clip_threshold: float = 0.0
+    batch_size: int = 128
+    grad_accum_steps: int = 1
+    num_steps: int = 1000
+    log_every_steps: int = 100
+    eval_every_steps: int = 500
+    checkpoint_every_steps: int = 1000
+    early_stopping_patience: int = 0  # evaluations without improvement; 0: off
+    early_stopping_min_delta: float = 0.0
+    seed: int = 0
+    strategy: str = "default"
+    jit_compile: bool = False
+    data_dir: str | None = None
+
+    def resolved(self) -> "RunConfig":
+        """A validated copy with every default made explicit.
+
+        Raises:
+          ValueError: one line naming the offending setting.
+        """
+        c = dataclasses.replace(self)
+        spec = zoo.model_spec(c.model)
+        task_spec = zoo.task_spec(c.task)
+        if task_spec.input_kind not in spec.input_kinds:
+            raise ValueError(
+                f"Model '{c.model}' takes {' or '.join(spec.input_kinds)} inputs, "
+                f"but task '{c.task}' gives {task_spec.input_kind} inputs."
+            )
+        c.model_kwargs = spec.resolve(**c.model_kwargs)
+        c.optimizer_kwargs, c.learning_rate = _resolve_optimizer(
+            c.optimizer, c.optimizer_kwargs, c.learning_rate
+        )
+        _check_choice("lr_schedule", c.lr_schedule, LR_SCHEDULES)
+        _check_choice("clipping", c.clipping, CLIPPING)
+        _check_choice("strategy", c.strategy, STRATEGIES)
+        for name in (
+            "batch_size",
+            "grad_accum_steps",
+            "num_steps",
+            "log_every_steps",
+            "eval_every_steps",
+            "checkpoint_every_steps",
+        ):
+            _check_positive(name, getattr(c, name))
+        if c.clipping == "none":
+            c.clip_threshold = 0.0
+        else:
+            _check_positive("clip_threshold", c.clip_threshold)
+        if c.lr_schedule == "step":
+            _check_positive("lr_decay_steps", c.lr_decay_steps)
+            _check_positive("lr_decay_rate", c.lr_decay_rate)
+        else:
+            c.lr_decay_steps, c.lr_decay_rate = 0, 0.0
+        if c.early_stopping_patience < 0 or c.early_stopping_min_delta < 0:
+            raise ValueError(
+                "early_stopping_patience and early_stopping_min_delta must be >= 0. "
+                f"Received: {c.early_stopping_patience}, {c.early_stopping_min_delta}"
+            )
+        if c.jit_compile and c.strategy in ("mirrored", "tpu"):
+            raise ValueError(
+                f"jit_compile works with strategy default or one_device, "
+                f"not {c.strategy}."
+            )
+        return c
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def _check_choice(name, value, known):
+    if value not in known:
+        raise ValueError(
+            f"Unknown {name} '{value}'. Known: {', '.join(known)}."
+        )
+
+
+def _check_positive(name, value):
+    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be positive. Received: {name}={value}")
+
+
+def _resolve_optimizer(name, kwargs, learning_rate):
+    """(explicit hyper-parameters, learning rate) for optimizer `name`."""
+    if name not in OPTIMIZERS:
+        raise ValueError(
+            f"Unknown optimizer '{name}'. Known optimizers: {', '.join(OPTIMIZERS)}."
+        )
+    cls, presets, settable = OPTIMIZERS[name]
+    unknown = sorted(set(kwargs) - set(settable))
+    if unknown:
+        takes = ", ".join(settable) or "only learning_rate"
+        raise ValueError(
+            f"Optimizer '{name}' takes no {', '.join(unknown)} (it takes: {takes})."
+        )
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(cls.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    resolved = {k: defaults[k] for k in settable}
+    resolved.update({k: v for k, v in presets.items() if k in settable})
+    resolved.update(kwargs)
+    for k, v in resolved.items():
+        if v is None or v < 0 or (k in ("epsilon",) and v == 0):
+            raise ValueError(f"{k} must be positive. Received: {k}={v}")
+    if name in ("momentum", "nesterov") and not 0 <= resolved["momentum"] < 1:
+        raise ValueError(
+            f"momentum must be in [0, 1). Received: momentum={resolved['momentum']}"
+        )
+    if learning_rate is None:
+        learning_rate = defaults["learning_rate"]
+    _check_positive("learning_rate", learning_rate)
+    return resolved, float(learning_rate)
+
+
+def make_optimizer(c: RunConfig) -> keras.optimizers.Optimizer:
+    """The Keras optimizer for a resolved config.
+
+    Clipping is not handed to Keras: the train step clips the all-reduced
+    gradient itself (see loop.py for why).
+    """
+    cls, presets, _ = OPTIMIZERS[c.optimizer]
+    lr = c.learning_rate
+    if c.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=c.num_steps)
+    elif c.lr_schedule == "step":
+        lr = keras.optimizers.schedules.ExponentialDecay(
+            lr, c.lr_decay_steps, c.lr_decay_rate, staircase=True
+        )
+    return cls(learning_rate=lr, **{**presets, **c.optimizer_kwargs})
+
+
+def split_cpu(num_devices: int) -> None:
+    """Splits the host CPU into logical devices (for mirrored runs on a CPU).
+
+    Must run before TensorFlow executes any op.
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices
+    )
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """A tf.distribute strategy by name.
+
+    - default: whatever device TensorFlow picks (one GPU if present).
+    - one_device: the first GPU, else the CPU.
+    - mirrored: data parallel over all GPUs, else over all logical CPUs
+      (see `split_cpu`).
+    - tpu: a TPU reached through TPUClusterResolver (untested here: no TPU).
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    if name == "mirrored":
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(
+            cpus, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    _check_choice("strategy", name, STRATEGIES)
+
+
+def versions() -> dict:
+    import absl
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "absl": getattr(absl, "__version__", "unknown"),
+    }
+
+
+@dataclasses.dataclass
+class Run:
+    """A validated run, ready to train: its config and the objects built."""
+
+    config: RunConfig
+    output_dir: str
+    model: keras.Model
+    task: zoo.Task
+    optimizer: keras.optimizers.Optimizer
+    strategy: tf.distribute.Strategy
+
+    def train(self) -> loop.TrainResult:
+        c = self.config
+        return loop.train(
+            self.model,
+            self.task,
+            self.optimizer,
+            output_dir=self.output_dir,
+            num_steps=c.num_steps,
+            batch_size=c.batch_size,
+            grad_accum_steps=c.grad_accum_steps,
+            clipping=c.clipping,
+            clip_threshold=c.clip_threshold,
+            seed=c.seed,
+            log_every_steps=c.log_every_steps,
+            eval_every_steps=c.eval_every_steps,
+            checkpoint_every_steps=c.checkpoint_every_steps,
+            early_stopping_patience=c.early_stopping_patience,
+            early_stopping_min_delta=c.early_stopping_min_delta,
+            strategy=self.strategy,
+            jit_compile=c.jit_compile,
+        )
+
+
+def prepare(
+    config: RunConfig, output_dir: str, *, overwrite: bool = False, flags_text=None
+) -> Run:
+    """Validates `config`, builds everything, and readies `output_dir`.
+
+    Everything that can be refused is checked here, before a file is written;
+    then config.json (and flags.txt) are written for a new run.
+
+    Raises:
+      ValueError: a bad setting, task data that is missing (zoo.TaskDataError)
+        or an output_dir that cannot be used (rundir.RunDirError); the
+        message is one line that names the culprit.
+    """
+    c = config.resolved()
+    task = zoo.load_task(c.task, data_dir=c.data_dir, **c.task_kwargs)
+    strategy = make_strategy(c.strategy)
+    replicas = strategy.num_replicas_in_sync
+    if c.batch_size % replicas:
+        raise ValueError(
+            f"batch_size {c.batch_size} does not split evenly over {replicas} replicas"
+        )
+    keras.utils.set_random_seed(c.seed)
+    tf.config.experimental.enable_op_determinism()
+    with strategy.scope():
+        model = zoo.get_model(
+            c.model,
+            input_shape=task.input_shape,
+            num_outputs=task.num_outputs,
+            **c.model_kwargs,
+        )
+        optimizer = make_optimizer(c)
+    record = {
+        **c.to_dict(),
+        "num_replicas": replicas,
+        "task_info": {
+            "input_shape": list(task.input_shape),
+            "num_outputs": task.num_outputs,
+            "num_train": len(task.x_train),
+            "num_eval": len(task.x_eval),
+            "main_metric": task.main_metric,
+            "baselines": dict(task.baselines),
+        },
+        "num_parameters": model.count_params(),
+        "versions": versions(),
+    }
+    if rundir.prepare(output_dir, record, overwrite=overwrite) == "new":
+        rundir.write_json(os.path.join(output_dir, rundir.CONFIG_FILE), record)
+        if flags_text is not None:
+            rundir.write_text(os.path.join(output_dir, rundir.FLAGS_FILE), flags_text)
+    return Run(c, output_dir, model, task, optimizer, strategy)
+
+
+def run(config: RunConfig, output_dir: str, **kwargs) -> loop.TrainResult:
+    """`prepare(config, output_dir, **kwargs).train()`."""
+    return prepare(config, output_dir, **kwargs).train()

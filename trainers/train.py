@@ -1,0 +1,59 @@
+"""One training run from the command line: flags -> RunConfig -> run directory.
+
+    python -m trainers.train --model=plain_mlp --task=digits --depth=30 \
+        --activation=sigmoid --optimizer=sgd --learning_rate=0.1 \
+        --num_steps=500 --output_dir=runs/x
+
+Running the same command again resumes from the last checkpoint. Exit codes:
+0 completed (or early-stopped), 2 a user mistake (one line on stderr),
+3 diverged (see status.json), 1 an unexpected error (traceback).
+
+Tested by tests/trainers/test_train_main.py.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, logging  # noqa: E402
+
+from trainers import flags as gz_flags  # noqa: E402
+from trainers import loop, rundir, runner  # noqa: E402
+
+
+def main(argv):
+    if len(argv) > 1:
+        gz_flags.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if gz_flags.NUM_CPU_DEVICES.value:
+        runner.split_cpu(gz_flags.NUM_CPU_DEVICES.value)
+    output_dir = gz_flags.OUTPUT_DIR.value
+    try:
+        config = gz_flags.config_from_flags()
+        run = runner.prepare(
+            config,
+            output_dir,
+            overwrite=gz_flags.OVERWRITE.value,
+            flags_text=gz_flags.flags_text(config.resolved()),
+        )
+    except ValueError as e:  # every user mistake is refused by prepare()
+        gz_flags.fail(e)
+    try:
+        result = run.train()
+    except rundir.RunDirError as e:  # an unrestorable checkpoint
+        gz_flags.fail(e)
+    logging.info("%s: %s", result.state, result.message)
+    print(f"{result.state} at step {result.step}: {result.message}")
+    print(f"run directory: {output_dir}")
+    if result.state == "diverged":
+        sys.exit(loop.EXIT_DIVERGED)
+
+
+def run_main():
+    """Console-script entry point (gradzoo-train)."""
+    gz_flags.flags.mark_flag_as_required("output_dir")
+    app.run(main, flags_parser=gz_flags.parse)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,78 @@
+"""Small layer helpers shared by the model families: activation, init, norm.
+
+Every choice is a string so that it can be a flag, a config value and a
+registry enum at once; an unknown string is a ValueError listing the known
+ones. Tested by tests/zoo/test_blocks.py.
+"""
+
+import keras
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu")
+
+# "small_normal" is N(0, init_std^2): the "small random" init of the early
+# literature (Ioffe & Szegedy 2015 used std 0.01), under which deep nets
+# vanish. The rest are Keras' own initializers under their Keras names.
+INITIALIZERS = (
+    "small_normal",
+    "glorot_uniform",
+    "glorot_normal",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "orthogonal",
+    "identity",
+)
+
+NORMS = ("none", "batch", "layer")
+
+
+def _check(kind: str, value: str, known: tuple[str, ...]) -> None:
+    if value not in known:
+        raise ValueError(
+            f"Unknown {kind} '{value}'. Known: {', '.join(known)}. "
+            f"Received: {kind}={value!r}"
+        )
+
+
+def activation(name: str, *, layer_name: str) -> keras.layers.Layer:
+    """An activation layer; Keras' leaky_relu uses negative_slope=0.2."""
+    _check("activation", name, ACTIVATIONS)
+    return keras.layers.Activation(name, name=layer_name)
+
+
+def initializer(name: str, *, std: float = 0.01) -> keras.initializers.Initializer:
+    """A kernel initializer; `std` applies to "small_normal" only."""
+    _check("initializer", name, INITIALIZERS)
+    if name == "small_normal":
+        if not std > 0:
+            raise ValueError(f"init_std must be positive. Received: init_std={std}")
+        return keras.initializers.RandomNormal(stddev=std)
+    return keras.initializers.get(name)
+
+
+def norm(kind: str, *, layer_name: str) -> keras.layers.Layer | None:
+    """A normalization layer over the last axis, or None for "none".
+
+    BatchNormalization keeps Keras' defaults (momentum 0.99, epsilon 1e-3).
+    """
+    _check("norm", kind, NORMS)
+    if kind == "batch":
+        return keras.layers.BatchNormalization(name=layer_name)
+    if kind == "layer":
+        return keras.layers.LayerNormalization(name=layer_name)
+    return None
+
+
+def regularizer(l1: float, l2: float) -> keras.regularizers.Regularizer | None:
+    """An L1/L2 kernel penalty, or None when both are zero."""
+    if l1 < 0 or l2 < 0:
+        raise ValueError(f"l1 and l2 must be >= 0. Received: l1={l1}, l2={l2}")
+    if l1 == 0 and l2 == 0:
+        return None
+    return keras.regularizers.L1L2(l1=l1, l2=l2)
+
+
+def block_prefix(index: int, depth: int) -> str:
+    """`block07` style names, zero-padded so they sort in depth order."""
+    return f"block{index:0{max(2, len(str(depth - 1)))}d}"

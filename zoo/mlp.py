@@ -1,0 +1,125 @@
+"""The deep MLP pair: `plain_mlp` and `residual_mlp`, one body, one switch.
+
+Both arms have exactly the same layers and parameters; the residual arm only
+adds identity skips around blocks 1..depth-1 (block 0 changes the width, so it
+has none). That makes "does the skip connection fix the gradient?" a
+comparison of two models that differ in nothing else.
+
+Tested by tests/zoo/test_mlp.py.
+"""
+
+import keras
+
+from zoo import blocks
+from zoo.registry import register_model
+
+_TINY = {"depth": 3, "width": 8}
+_INPUT_KINDS = ("vector", "image")
+
+
+def _mlp(
+    *,
+    input_shape,
+    num_outputs,
+    depth,
+    width,
+    activation,
+    initializer,
+    init_std,
+    norm,
+    l1,
+    l2,
+    residual,
+    name,
+) -> keras.Model:
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1. Received: depth={depth}")
+    if width < 1:
+        raise ValueError(f"width must be >= 1. Received: width={width}")
+    if num_outputs < 1:
+        raise ValueError(f"num_outputs must be >= 1. Received: num_outputs={num_outputs}")
+    norm = norm or "none"
+    penalty = blocks.regularizer(l1, l2)
+
+    def dense(units, layer_name):
+        # A fresh initializer per layer: one reused unseeded Keras initializer
+        # would give every layer the same weights.
+        return keras.layers.Dense(
+            units,
+            kernel_initializer=blocks.initializer(initializer, std=init_std),
+            kernel_regularizer=penalty,
+            name=layer_name,
+        )
+
+    inputs = keras.Input(shape=tuple(input_shape), name="inputs")
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    for i in range(depth):
+        prefix = blocks.block_prefix(i, depth)
+        h = dense(width, f"{prefix}_dense")(x)
+        norm_layer = blocks.norm(norm, layer_name=f"{prefix}_norm")
+        if norm_layer is not None:
+            h = norm_layer(h)
+        h = blocks.activation(activation, layer_name=f"{prefix}_act")(h)
+        if residual and i > 0:
+            x = keras.layers.Add(name=f"{prefix}_add")([x, h])
+        else:
+            x = h
+    outputs = dense(num_outputs, "head_dense")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@register_model("plain_mlp", input_kinds=_INPUT_KINDS, tiny=_TINY)
+def plain_mlp(
+    *,
+    input_shape,
+    num_outputs,
+    depth=20,
+    width=64,
+    activation="sigmoid",
+    initializer="glorot_uniform",
+    init_std=0.01,
+    norm="none",
+    l1=0.0,
+    l2=0.0,
+) -> keras.Model:
+    """A plain deep MLP: `depth` hidden layers, then a linear head.
+
+    - Flatten, then `depth` blocks `blockNN_dense` (width units) ->
+      optional `blockNN_norm` (BatchNorm or LayerNorm) -> `blockNN_act`.
+    - Kernels from `initializer` (glorot_uniform by default; "small_normal"
+      is N(0, init_std^2)), zero biases, optional L1/L2 kernel penalty.
+    - `head_dense`: `num_outputs` logits, same initializer.
+
+    With sigmoid or tanh the back-propagated gradient is multiplied by at most
+    0.25 (or 1) per layer, so early layers' gradients shrink geometrically
+    with depth (Glorot & Bengio 2010); ReLU with He init keeps them level
+    (He et al. 2015).
+    """
+    return _mlp(**locals(), residual=False, name="plain_mlp")
+
+
+@register_model("residual_mlp", input_kinds=_INPUT_KINDS, tiny=_TINY)
+def residual_mlp(
+    *,
+    input_shape,
+    num_outputs,
+    depth=20,
+    width=64,
+    activation="sigmoid",
+    initializer="glorot_uniform",
+    init_std=0.01,
+    norm="none",
+    l1=0.0,
+    l2=0.0,
+) -> keras.Model:
+    """`plain_mlp` with identity skips: x <- x + act(norm(dense(x))).
+
+    - Same layers and parameter count as `plain_mlp`; blocks 1..depth-1 add
+      their input back (`blockNN_add`); block 0 maps the input to `width`.
+    - Initializer, norm and penalty as in `plain_mlp`.
+
+    The identity path gives every block a gradient at least as large as the
+    one arriving from above, so early layers keep learning at any depth
+    (He et al. 2016, "Deep Residual Learning for Image Recognition").
+    """
+    return _mlp(**locals(), residual=True, name="residual_mlp")

@@ -1,0 +1,160 @@
+"""Every Pair in one readable table.
+
+A Pair is a controlled comparison: a baseline arm and a treatment arm that
+share every setting but one (the switch), the task they are trained on, and
+the question the comparison answers. The suite runs pairs; users read them.
+
+    >>> import zoo
+    >>> print(zoo.get_pair("mlp_residual").describe())
+
+Tested by tests/zoo/test_pairs.py (every pair differs in exactly one setting).
+"""
+
+import dataclasses
+from collections.abc import Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One side of a pair: a registered model and its own settings."""
+
+    model: str
+    settings: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """Two arms that differ in one switch, and the question they answer."""
+
+    name: str
+    question: str
+    baseline: Arm
+    treatment: Arm
+    shared: Mapping[str, object]
+    task: str
+    expectation: str
+    reference: str
+
+    def arm(self, which: str) -> tuple[str, dict[str, object]]:
+        """(model name, model kwargs) of "baseline" or "treatment"."""
+        if which not in ("baseline", "treatment"):
+            raise ValueError(
+                f"A pair has arms 'baseline' and 'treatment'. Received: {which!r}"
+            )
+        arm = getattr(self, which)
+        return arm.model, {**self.shared, **arm.settings}
+
+    @property
+    def switch(self) -> dict[str, tuple[object, object]]:
+        """What differs between the arms: {setting: (baseline, treatment)}."""
+        (m0, k0), (m1, k1) = self.arm("baseline"), self.arm("treatment")
+        diff = {"model": (m0, m1)} if m0 != m1 else {}
+        for key in sorted(set(k0) | set(k1)):
+            if k0.get(key) != k1.get(key):
+                diff[key] = (k0.get(key), k1.get(key))
+        return diff
+
+    def describe(self) -> str:
+        """A few lines for a terminal or a notebook."""
+        shared = ", ".join(f"{k}={v}" for k, v in sorted(self.shared.items()))
+        switch = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in self.switch.items())
+        return "\n".join(
+            [
+                f"{self.name}: {self.question}",
+                f"  baseline:  {self.baseline.model} {dict(self.baseline.settings)}",
+                f"  treatment: {self.treatment.model} {dict(self.treatment.settings)}",
+                f"  switch:    {switch}",
+                f"  shared:    {shared}",
+                f"  task:      {self.task}",
+                f"  expect:    {self.expectation}",
+                f"  reference: {self.reference}",
+            ]
+        )
+
+
+_DEEP_SIGMOID = {"depth": 20, "width": 64, "activation": "sigmoid"}
+
+PAIRS = {
+    p.name: p
+    for p in [
+        Pair(
+            name="mlp_residual",
+            question="Do identity skip connections keep early-layer gradients alive?",
+            baseline=Arm("plain_mlp"),
+            treatment=Arm("residual_mlp"),
+            shared={**_DEEP_SIGMOID, "initializer": "glorot_uniform"},
+            task="digits",
+            expectation="first/last layer gradient ratio far larger with skips; "
+            "the plain net trains slower or not at all",
+            reference="He et al. 2016, Deep Residual Learning for Image Recognition",
+        ),
+        Pair(
+            name="mlp_batchnorm",
+            question="Does BatchNorm rescue a deep sigmoid net?",
+            baseline=Arm("plain_mlp", {"norm": "none"}),
+            treatment=Arm("plain_mlp", {"norm": "batch"}),
+            shared={**_DEEP_SIGMOID, "initializer": "glorot_uniform"},
+            task="digits",
+            expectation="the BatchNorm arm trains where the plain one stays near chance",
+            reference="Ioffe & Szegedy 2015, Batch Normalization",
+        ),
+        Pair(
+            name="mlp_layernorm",
+            question="Does LayerNorm, which needs no batch statistics, do the same?",
+            baseline=Arm("plain_mlp", {"norm": "none"}),
+            treatment=Arm("plain_mlp", {"norm": "layer"}),
+            shared={**_DEEP_SIGMOID, "initializer": "glorot_uniform"},
+            task="digits",
+            expectation="healthier early-layer gradients with LayerNorm",
+            reference="Ba, Kiros & Hinton 2016, Layer Normalization",
+        ),
+        Pair(
+            name="mlp_sigmoid_vs_relu",
+            question="Is the bounded sigmoid derivative what starves early layers?",
+            baseline=Arm("plain_mlp", {"activation": "sigmoid"}),
+            treatment=Arm("plain_mlp", {"activation": "relu"}),
+            shared={"depth": 20, "width": 64, "initializer": "he_normal"},
+            task="digits",
+            expectation="sigmoid' <= 0.25 shrinks gradients per layer; ReLU' = 1 does not",
+            reference="Glorot, Bordes & Bengio 2011, Deep Sparse Rectifier Networks",
+        ),
+        Pair(
+            name="mlp_glorot_vs_he",
+            question="Does He init keep a deep ReLU net's signal where Glorot loses it?",
+            baseline=Arm("plain_mlp", {"initializer": "glorot_normal"}),
+            treatment=Arm("plain_mlp", {"initializer": "he_normal"}),
+            shared={"depth": 50, "width": 256, "activation": "relu"},
+            task="teacher",
+            expectation="activation and gradient scale halve per layer with Glorot, "
+            "stay level with He",
+            reference="He et al. 2015, Delving Deep into Rectifiers",
+        ),
+        Pair(
+            name="mlp_small_vs_glorot",
+            question="Does the normalized (Glorot) init beat small random weights?",
+            baseline=Arm("plain_mlp", {"initializer": "small_normal"}),
+            treatment=Arm("plain_mlp", {"initializer": "glorot_uniform"}),
+            shared={"depth": 10, "width": 128, "activation": "tanh", "init_std": 0.01},
+            task="digits",
+            expectation="small weights shrink the back-propagated gradient toward the "
+            "input; the normalized init keeps it flatter",
+            reference="Glorot & Bengio 2010, Understanding the difficulty of training "
+            "deep feedforward neural networks",
+        ),
+    ]
+}
+
+
+def list_pairs() -> list[str]:
+    """Names of all pairs, sorted."""
+    return sorted(PAIRS)
+
+
+def get_pair(name: str) -> Pair:
+    """The pair `name`; an unknown name lists the known ones."""
+    try:
+        return PAIRS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown pair '{name}'. Known pairs: {', '.join(list_pairs())}."
+        ) from None

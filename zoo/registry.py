@@ -1,0 +1,88 @@
+"""The one model registry: a name -> builder table, filled by the family files.
+
+A builder is a keyword-only function returning an ordinary `keras.Model` that
+maps inputs to logits. Each entry also declares the input kinds it accepts
+(so a trainer can refuse an RNN on an image task) and `tiny` keyword arguments
+that make a test-sized model.
+
+    >>> import zoo
+    >>> zoo.get_model("residual_mlp", input_shape=(64,), num_outputs=10, depth=50)
+
+Tested by tests/zoo/test_registry.py.
+"""
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+
+import keras
+
+# Keyword arguments every builder takes from the task, not from the user.
+TASK_ARGUMENTS = ("input_shape", "num_outputs")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its builder and what it needs to be built."""
+
+    name: str
+    builder: Callable[..., keras.Model]
+    input_kinds: tuple[str, ...]
+    tiny: Mapping[str, object]
+
+    def defaults(self) -> dict[str, object]:
+        """The builder's hyper-parameters and their defaults (no task args)."""
+        params = inspect.signature(self.builder).parameters
+        return {
+            k: p.default
+            for k, p in params.items()
+            if k not in TASK_ARGUMENTS and p.default is not inspect.Parameter.empty
+        }
+
+    def resolve(self, **kwargs) -> dict[str, object]:
+        """Defaults overridden by `kwargs`; an unknown argument is a ValueError."""
+        defaults = self.defaults()
+        unknown = sorted(set(kwargs) - set(defaults))
+        if unknown:
+            raise ValueError(
+                f"Model '{self.name}' takes no argument {', '.join(unknown)}. "
+                f"It takes: {', '.join(sorted(defaults))}."
+            )
+        return {**defaults, **kwargs}
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, input_kinds: tuple[str, ...], tiny: Mapping):
+    """Decorator that adds a builder to the registry under `name`."""
+
+    def decorate(builder):
+        if name in _MODELS:
+            raise ValueError(f"Model '{name}' is registered twice.")
+        _MODELS[name] = ModelSpec(name, builder, tuple(input_kinds), dict(tiny))
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_MODELS)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry for `name`; an unknown name lists the known ones."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown model '{name}'. Known models: {', '.join(list_models())}."
+        ) from None
+
+
+def get_model(name: str, **kwargs) -> keras.Model:
+    """Builds the registered model `name` with the given keyword arguments."""
+    spec = model_spec(name)
+    task_args = {k: kwargs.pop(k) for k in TASK_ARGUMENTS if k in kwargs}
+    return spec.builder(**task_args, **spec.resolve(**kwargs))

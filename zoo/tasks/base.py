@@ -1,0 +1,233 @@
+"""The Task contract and the one task registry.
+
+A task is in-memory NumPy data plus the loss, metrics and `tf.data` pipelines
+a trainer needs. Its training batches are a pure function of (seed, step), so
+a checkpoint that stores only the step resumes bit for bit.
+
+    >>> import zoo
+    >>> task = zoo.load_task("teacher", num_train=1024)
+    >>> x, y = next(iter(task.train_dataset(128, seed=0, start_step=7)))
+
+Tested by tests/zoo/test_tasks.py.
+"""
+
+import dataclasses
+import inspect
+import os
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+INPUT_KINDS = ("vector", "image", "sequence")
+
+
+class TaskDataError(ValueError):
+    """A task's data is missing or unusable; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+    """A classification task held in memory, with its loss and input pipelines."""
+
+    name: str
+    input_kind: str
+    input_shape: tuple[int, ...]
+    num_outputs: int
+    x_train: np.ndarray = dataclasses.field(repr=False)
+    y_train: np.ndarray = dataclasses.field(repr=False)
+    x_eval: np.ndarray = dataclasses.field(repr=False)
+    y_eval: np.ndarray = dataclasses.field(repr=False)
+    main_metric: str
+    higher_is_better: bool
+    baselines: Mapping[str, float]
+    description: str
+
+    def loss(self, y_true, logits) -> tf.Tensor:
+        """Per-example softmax cross-entropy from logits, shape [batch]."""
+        # float32 so that a mixed-precision model still gets a stable loss.
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.cast(y_true, tf.int32), logits=tf.cast(logits, tf.float32)
+        )
+
+    def metrics(self, y_true, logits) -> dict[str, tf.Tensor]:
+        """Per-example metric values, each float32 of shape [batch]."""
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        correct = tf.equal(predicted, tf.cast(y_true, tf.int32))
+        return {"accuracy": tf.cast(correct, tf.float32)}
+
+    def train_dataset(
+        self, batch_size: int, *, seed: int, start_step: int = 0
+    ) -> tf.data.Dataset:
+        """Endless `(x, y)` batches; element i is the batch for step start_step + i.
+
+        Each epoch is a fresh permutation of the training set drawn from
+        (seed, epoch) by a stateless op, and the last partial batch of an epoch
+        is dropped, so every example is seen exactly once per epoch.
+
+        Args:
+          batch_size: Examples per batch; at most the number of training examples.
+          seed: Seeds the per-epoch permutations.
+          start_step: Global step of the first batch, to resume a run.
+
+        Raises:
+          ValueError: If batch_size is larger than the training set.
+        """
+        n = len(self.x_train)
+        if not 0 < batch_size <= n:
+            raise ValueError(
+                f"Task '{self.name}' has {n} training examples, too few for "
+                f"batch_size={batch_size}."
+            )
+        steps_per_epoch = n // batch_size
+        x, y = tf.constant(self.x_train), tf.constant(self.y_train)
+        seed = tf.constant(seed, tf.int64)
+
+        def epoch_rows(epoch):
+            # One permutation per epoch, drawn from (seed, epoch) alone, so
+            # any step's batch can be found again without iterator state.
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(n), seed=tf.stack([seed, epoch])
+            )
+            rows = order[: steps_per_epoch * batch_size]
+            return tf.data.Dataset.from_tensor_slices(
+                tf.reshape(rows, [steps_per_epoch, batch_size])
+            )
+
+        first_epoch, offset = divmod(start_step, steps_per_epoch)
+        rows = tf.data.Dataset.counter(start=first_epoch, dtype=tf.int64)
+        rows = rows.flat_map(epoch_rows).skip(offset)
+        batches = rows.map(
+            lambda r: (tf.gather(x, r), tf.gather(y, r)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        return batches.prefetch(tf.data.AUTOTUNE)
+
+    def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
+        """The evaluation set once, in a fixed order, last partial batch kept."""
+        ds = tf.data.Dataset.from_tensor_slices((self.x_eval, self.y_eval))
+        return ds.batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
+
+
+def classification_baselines(
+    y_train: np.ndarray, y_eval: np.ndarray, num_classes: int
+) -> dict[str, float]:
+    """What a model that ignores its input scores on the evaluation set.
+
+    "accuracy" always predicts the most frequent training class (the lowest id
+    on a tie); "loss" predicts the training class frequencies, the best
+    input-independent predictor. The loss is infinite if an evaluation label
+    never occurs in training.
+    """
+    freq = np.bincount(y_train, minlength=num_classes) / len(y_train)
+    with np.errstate(divide="ignore"):
+        loss = -np.mean(np.log(freq[y_eval]))
+    accuracy = np.mean(y_eval == np.argmax(freq))
+    return {"accuracy": float(accuracy), "loss": float(loss)}
+
+
+def classification_task(
+    name: str,
+    *,
+    input_kind: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    num_classes: int,
+    description: str,
+) -> Task:
+    """A Task with float32 inputs, int32 labels and baselines from the data."""
+    if len(x_train) == 0 or len(x_eval) == 0:
+        raise TaskDataError(f"{name}: the training or evaluation split is empty.")
+    y_train, y_eval = y_train.astype(np.int32), y_eval.astype(np.int32)
+    return Task(
+        name=name,
+        input_kind=input_kind,
+        input_shape=tuple(x_train.shape[1:]),
+        num_outputs=num_classes,
+        x_train=x_train.astype(np.float32),
+        y_train=y_train,
+        x_eval=x_eval.astype(np.float32),
+        y_eval=y_eval,
+        main_metric="accuracy",
+        higher_is_better=True,
+        baselines=classification_baselines(y_train, y_eval, num_classes),
+        description=description,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """A registered task: its loader, input kind and test-sized arguments."""
+
+    name: str
+    loader: Callable[..., Task]
+    input_kind: str
+    tiny: dict
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(name: str, *, input_kind: str, tiny: Mapping | None = None):
+    """Decorator adding a loader `fn(*, data_dir, **kwargs) -> Task` as `name`."""
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(
+            f"input_kind must be one of {', '.join(INPUT_KINDS)}. "
+            f"Received: input_kind={input_kind!r}"
+        )
+
+    def decorate(loader):
+        if name in _TASKS:
+            raise ValueError(f"Task '{name}' is registered twice.")
+        _TASKS[name] = TaskSpec(name, loader, input_kind, dict(tiny or {}))
+        return loader
+
+    return decorate
+
+
+def list_tasks() -> list[str]:
+    """Names of all registered tasks, sorted."""
+    return sorted(_TASKS)
+
+
+def task_spec(name: str) -> TaskSpec:
+    """The registry entry for `name`; an unknown name lists the known ones."""
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown task '{name}'. Known tasks: {', '.join(list_tasks())}."
+        ) from None
+
+
+def default_data_dir() -> str:
+    """$GRADZOO_DATA_DIR, else tfds's default (~/tensorflow_datasets)."""
+    return os.environ.get("GRADZOO_DATA_DIR") or tfds.core.constants.DATA_DIR
+
+
+def load_task(name: str, *, data_dir: str | None = None, **kwargs) -> Task:
+    """Loads the registered task `name`.
+
+    Args:
+      name: A name from `list_tasks()`.
+      data_dir: Where TFDS data lives; None means `default_data_dir()`.
+      **kwargs: The task's own arguments (see its loader), e.g. data_seed.
+
+    Raises:
+      ValueError: For an unknown name or argument.
+      TaskDataError: If the data is missing or unusable.
+    """
+    spec = task_spec(name)
+    params = inspect.signature(spec.loader).parameters
+    accepted = sorted(k for k in params if k != "data_dir")
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"Task '{name}' takes no argument {', '.join(unknown)}. "
+            f"It takes: {', '.join(accepted) or 'no arguments'}."
+        )
+    data_dir = os.path.expanduser(data_dir or default_data_dir())
+    return spec.loader(data_dir=data_dir, **kwargs)
