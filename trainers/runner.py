@@ -215,14 +215,18 @@ def make_optimizer(c: RunConfig) -> keras.optimizers.Optimizer:
     gradient itself (see loop.py for why).
     """
     cls, presets, _ = OPTIMIZERS[c.optimizer]
-    lr = c.learning_rate
-    if c.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=c.num_steps)
-    elif c.lr_schedule == "step":
-        lr = keras.optimizers.schedules.ExponentialDecay(
-            lr, c.lr_decay_steps, c.lr_decay_rate, staircase=True
+    return cls(learning_rate=make_schedule(c), **{**presets, **c.optimizer_kwargs})
+
+
+def make_schedule(c: RunConfig):
+    """The learning rate: a float, or a Keras schedule of the update count."""
+    if c.lr_schedule == "cosine":  # to 0 at num_steps
+        return keras.optimizers.schedules.CosineDecay(c.learning_rate, c.num_steps)
+    if c.lr_schedule == "step":  # x lr_decay_rate every lr_decay_steps
+        return keras.optimizers.schedules.ExponentialDecay(
+            c.learning_rate, c.lr_decay_steps, c.lr_decay_rate, staircase=True
         )
-    return cls(learning_rate=lr, **{**presets, **c.optimizer_kwargs})
+    return c.learning_rate
 
 
 def split_cpu(num_devices: int) -> None:
