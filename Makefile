@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RUNS ?= runs
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv install demo test clean
+.PHONY: venv install demo test lint bench clean
 
 venv: $(BIN)/python
 $(BIN)/python:
@@ -32,6 +32,14 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: install
+	$(BIN)/ruff format --check --line-length 88 zoo trainers analysis tests
+	$(BIN)/ruff check --line-length 88 --select E,F,W,I,B,UP --ignore B905 zoo trainers analysis tests
+
+# Steps/s of the instrumented step next to model.fit (about 2 minutes on 2 cores).
+bench: install
+	$(BIN)/python -m trainers.benchmark
 
 clean:
 	rm -rf $(VENV) $(RUNS) *.egg-info

@@ -23,13 +23,14 @@ setup(
         "scikit-learn",  # ships the real 8x8 digits images offline
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "ruff"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
     },
     entry_points={
         "console_scripts": [
             "gradzoo-train=trainers.train:run_main",
             "gradzoo-compare=analysis.compare:run_main",
+            "gradzoo-benchmark=trainers.benchmark:run_main",
         ]
     },
 )

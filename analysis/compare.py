@@ -14,12 +14,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app  # noqa: E402
 
 from analysis import gradients  # noqa: E402
 from analysis.rundir import Run, RunDirError, load_run  # noqa: E402
-
-EXIT_USAGE = 2
+from trainers.cli import fail, parse_flags  # noqa: E402
 
 
 def _ratio(row: dict | None) -> tuple[str, str]:
@@ -36,8 +35,15 @@ def rows(runs: list[Run]) -> list[list[str]]:
     """The table as strings, header first."""
     table = [
         [
-            "run", "model", "state", "step", "eval metric (baseline)", "eval loss",
-            "|g1|/|gL| first", "|g1|/|gL| last", "verdict",
+            "run",
+            "model",
+            "state",
+            "step",
+            "eval metric (baseline)",
+            "eval loss",
+            "|g1|/|gL| first",
+            "|g1|/|gL| last",
+            "verdict",
         ]
     ]
     for run in runs:
@@ -54,7 +60,9 @@ def rows(runs: list[Run]) -> list[list[str]]:
                 run.config.get("model", "?"),
                 run.status.get("state", "?"),
                 str(run.status.get("step", "?")),
-                "-" if value is None else f"{metric} {value:.3f}"
+                "-"
+                if value is None
+                else f"{metric} {value:.3f}"
                 + ("" if base is None else f" ({base:.3f})"),
                 "-" if ev.get("loss") is None else f"{ev['loss']:.3f}",
                 first_ratio,
@@ -68,17 +76,18 @@ def rows(runs: list[Run]) -> list[list[str]]:
 def format_table(table: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+        for row in table
     )
 
 
 def main(argv):
     if len(argv) < 2:
-        _fail("name one or more run directories")
+        fail("name one or more run directories")
     try:
         runs = [load_run(path) for path in argv[1:]]
     except RunDirError as e:
-        _fail(e)
+        fail(e)
     print(format_table(rows(runs)))
     print(
         f"|g1|/|gL|: gradient norm of the first hidden kernel over the last's; "
@@ -87,23 +96,9 @@ def main(argv):
     )
 
 
-def _fail(message):
-    import sys
-
-    sys.stderr.write(f"error: {message}\n")
-    sys.exit(EXIT_USAGE)
-
-
-def _parse(argv):
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        _fail(e)
-
-
 def run_main():
     """Console-script entry point (gradzoo-compare)."""
-    app.run(main, flags_parser=_parse)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,9 @@ class GradientProfile:
     verdict: str  # "vanishing", "exploding", "healthy" or "undefined"
 
     def __str__(self) -> str:
-        rows = [f"  {name:<24} {norm:.3e}" for name, norm in zip(self.layers, self.norms)]
+        rows = [
+            f"  {name:<24} {norm:.3e}" for name, norm in zip(self.layers, self.norms)
+        ]
         return "\n".join(
             rows
             + [
@@ -111,7 +113,9 @@ def verdict(ratio: float) -> str:
     return "healthy"
 
 
-def gradient_profile(norms: dict[str, float], pattern: str = HIDDEN_KERNEL) -> GradientProfile:
+def gradient_profile(
+    norms: dict[str, float], pattern: str = HIDDEN_KERNEL
+) -> GradientProfile:
     """Orders the hidden kernels' norms by depth and summarizes them.
 
     Raises:
@@ -132,5 +136,9 @@ def gradient_profile(norms: dict[str, float], pattern: str = HIDDEN_KERNEL) -> G
     values = tuple(norm for _, _, norm in matched)
     first, last = values[0], values[-1]
     ratio = first / last if last > 0 else math.inf if first > 0 else math.nan
-    factor = ratio ** (1 / (len(values) - 1)) if math.isfinite(ratio) and ratio > 0 else math.nan
+    factor = (
+        ratio ** (1 / (len(values) - 1))
+        if math.isfinite(ratio) and ratio > 0
+        else math.nan
+    )
     return GradientProfile(layers, values, ratio, factor, verdict(ratio))

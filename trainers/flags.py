@@ -8,21 +8,16 @@ what config.json and flags.txt record.
 Tested by tests/trainers/test_train_main.py.
 """
 
-import sys
-
 from absl import flags
 
 import zoo
 from trainers import runner
+from trainers.cli import EXIT_USAGE, fail, parse_flags  # noqa: F401 (for the mains)
 from zoo import blocks
-
-EXIT_USAGE = 2  # a user mistake: bad flag, bad config, unusable output_dir
 
 
 def _positive(name):
-    flags.register_validator(
-        name, lambda v: v is None or v > 0, message="must be > 0"
-    )
+    flags.register_validator(name, lambda v: v is None or v > 0, message="must be > 0")
 
 
 # Where.
@@ -33,8 +28,10 @@ OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace an output_dir holding a run with another config."
 )
 DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "TFDS data directory (default: $GRADZOO_DATA_DIR or "
-    "~/tensorflow_datasets). Generated tasks are built there on first use."
+    "data_dir",
+    None,
+    "TFDS data directory (default: $GRADZOO_DATA_DIR or "
+    "~/tensorflow_datasets). Generated tasks are built there on first use.",
 )
 
 # What is trained.
@@ -51,7 +48,16 @@ NORM = flags.DEFINE_enum("norm", None, blocks.NORMS, "Normalization layer.")
 L1 = flags.DEFINE_float("l1", None, "L1 kernel penalty.", lower_bound=0.0)
 L2 = flags.DEFINE_float("l2", None, "L2 kernel penalty.", lower_bound=0.0)
 _positive("init_std")
-MODEL_FLAGS = ("depth", "width", "activation", "initializer", "init_std", "norm", "l1", "l2")
+MODEL_FLAGS = (
+    "depth",
+    "width",
+    "activation",
+    "initializer",
+    "init_std",
+    "norm",
+    "l1",
+    "l2",
+)
 
 # How it is trained.
 OPTIMIZER = flags.DEFINE_enum("optimizer", "sgd", list(runner.OPTIMIZERS), "Optimizer.")
@@ -69,8 +75,11 @@ INITIAL_ACCUMULATOR_VALUE = flags.DEFINE_float(
 WEIGHT_DECAY = flags.DEFINE_float("weight_decay", None, "adamw decoupled weight decay.")
 _positive("learning_rate")
 LR_SCHEDULE = flags.DEFINE_enum(
-    "lr_schedule", "constant", runner.LR_SCHEDULES,
-    "constant; cosine (to 0 at num_steps); step (x lr_decay_rate every lr_decay_steps).",
+    "lr_schedule",
+    "constant",
+    runner.LR_SCHEDULES,
+    "constant; cosine (to 0 at num_steps); "
+    "step (x lr_decay_rate every lr_decay_steps).",
 )
 LR_DECAY_STEPS = flags.DEFINE_integer("lr_decay_steps", 0, "Step schedule period.")
 LR_DECAY_RATE = flags.DEFINE_float("lr_decay_rate", 0.1, "Step schedule factor.")
@@ -81,24 +90,33 @@ CLIP_GLOBAL_NORM = flags.DEFINE_float(
 )
 for _name in ("clip_value", "clip_norm", "clip_global_norm"):
     _positive(_name)
-_CLIP_FLAGS = {"clip_value": "value", "clip_norm": "norm", "clip_global_norm": "global_norm"}
+_CLIP_FLAGS = {
+    "clip_value": "value",
+    "clip_norm": "norm",
+    "clip_global_norm": "global_norm",
+}
 
 
 @flags.multi_flags_validator(
-    list(_CLIP_FLAGS), message="set at most one of --clip_value, --clip_norm, "
-    "--clip_global_norm"
+    list(_CLIP_FLAGS),
+    message="set at most one of --clip_value, --clip_norm, --clip_global_norm",
 )
 def _one_clipping(values):
     return sum(v is not None for v in values.values()) <= 1
 
 
-BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Examples per micro-batch.", lower_bound=1)
+BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 128, "Examples per micro-batch.", lower_bound=1
+)
 GRAD_ACCUM_STEPS = flags.DEFINE_integer(
     "grad_accum_steps", 1, "Micro-batches per update.", lower_bound=1
 )
 NUM_STEPS = flags.DEFINE_integer("num_steps", 1000, "Optimizer updates.", lower_bound=1)
 LOG_EVERY_STEPS = flags.DEFINE_integer(
-    "log_every_steps", 100, "Metrics row and gradient norms every N steps.", lower_bound=1
+    "log_every_steps",
+    100,
+    "Metrics row and gradient norms every N steps.",
+    lower_bound=1,
 )
 EVAL_EVERY_STEPS = flags.DEFINE_integer(
     "eval_every_steps", 500, "Evaluate every N steps (and at 0).", lower_bound=1
@@ -107,18 +125,25 @@ CHECKPOINT_EVERY_STEPS = flags.DEFINE_integer(
     "checkpoint_every_steps", 1000, "Checkpoint every N steps.", lower_bound=1
 )
 EARLY_STOPPING_PATIENCE = flags.DEFINE_integer(
-    "early_stopping_patience", 0,
+    "early_stopping_patience",
+    0,
     "Stop after N evaluations without improvement of the task metric (0: off).",
     lower_bound=0,
 )
 EARLY_STOPPING_MIN_DELTA = flags.DEFINE_float(
-    "early_stopping_min_delta", 0.0, "Smallest improvement that counts.", lower_bound=0.0
+    "early_stopping_min_delta",
+    0.0,
+    "Smallest improvement that counts.",
+    lower_bound=0.0,
 )
 SEED = flags.DEFINE_integer("seed", 0, "Seed of init, data order and dropout.")
 STRATEGY = flags.DEFINE_enum("strategy", "default", runner.STRATEGIES, "tf.distribute.")
 NUM_CPU_DEVICES = flags.DEFINE_integer(
-    "num_cpu_devices", 0, "Split the CPU into N logical devices (for "
-    "--strategy=mirrored without GPUs); 0 leaves it alone.", lower_bound=0
+    "num_cpu_devices",
+    0,
+    "Split the CPU into N logical devices (for "
+    "--strategy=mirrored without GPUs); 0 leaves it alone.",
+    lower_bound=0,
 )
 JIT_COMPILE = flags.DEFINE_bool(
     "jit_compile", False, "XLA-compile the step (measured slower on CPU)."
@@ -172,10 +197,13 @@ def config_from_flags() -> runner.RunConfig:
 
 def flags_text(c: runner.RunConfig) -> str:
     """Flags that replay the resolved config `c` (for --flagfile)."""
+
     def line(name, value):
         if isinstance(value, bool):
             return f"--{name}" if value else f"--no{name}"
-        return f"--{name}={value!r}" if isinstance(value, float) else f"--{name}={value}"
+        return (
+            f"--{name}={value!r}" if isinstance(value, float) else f"--{name}={value}"
+        )
 
     lines = [line("model", c.model), line("task", c.task)]
     lines += [line(k, v) for k, v in c.model_kwargs.items() if k in MODEL_FLAGS]
@@ -183,14 +211,25 @@ def flags_text(c: runner.RunConfig) -> str:
     lines += [line(k, v) for k, v in c.optimizer_kwargs.items()]
     lines.append(line("lr_schedule", c.lr_schedule))
     if c.lr_schedule == "step":
-        lines += [line("lr_decay_steps", c.lr_decay_steps), line("lr_decay_rate", c.lr_decay_rate)]
+        lines += [
+            line("lr_decay_steps", c.lr_decay_steps),
+            line("lr_decay_rate", c.lr_decay_rate),
+        ]
     for name, mode in _CLIP_FLAGS.items():
         if c.clipping == mode:
             lines.append(line(name, c.clip_threshold))
     for name in (
-        "batch_size", "grad_accum_steps", "num_steps", "log_every_steps",
-        "eval_every_steps", "checkpoint_every_steps", "early_stopping_patience",
-        "early_stopping_min_delta", "seed", "strategy", "jit_compile",
+        "batch_size",
+        "grad_accum_steps",
+        "num_steps",
+        "log_every_steps",
+        "eval_every_steps",
+        "checkpoint_every_steps",
+        "early_stopping_patience",
+        "early_stopping_min_delta",
+        "seed",
+        "strategy",
+        "jit_compile",
     ):
         lines.append(line(name, getattr(c, name)))
     if NUM_CPU_DEVICES.value:
@@ -198,17 +237,3 @@ def flags_text(c: runner.RunConfig) -> str:
     if c.data_dir:
         lines.append(line("data_dir", c.data_dir))
     return "\n".join(lines) + "\n"
-
-
-def fail(message) -> None:
-    """Exits with one line on stderr: how every user mistake ends."""
-    sys.stderr.write(f"error: {message}\n")
-    sys.exit(EXIT_USAGE)
-
-
-def parse(argv):
-    """absl flags parser for app.run: a bad flag is one line and exit 2."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        fail(e)

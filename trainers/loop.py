@@ -149,6 +149,13 @@ class TrainStep:
         stats["grad_global_norm"] = tf.linalg.global_norm(grads)
         if with_norms:
             stats["grad_norms"] = tf.stack([l2_norm(g) for g in grads])
+        # Which variables went non-finite, looked at before clipping (which
+        # can turn an inf into the threshold) and only when something did.
+        stats["nonfinite"] = tf.cond(
+            tf.math.is_finite(stats["grad_global_norm"]),
+            lambda: tf.zeros([len(grads)], tf.bool),
+            lambda: tf.stack([~tf.reduce_all(tf.math.is_finite(g)) for g in grads]),
+        )
         grads = clip_gradients(
             grads, self.clipping, self.clip_threshold, stats["grad_global_norm"]
         )
@@ -173,24 +180,17 @@ class TrainStep:
             # After the all-reduce every replica holds the same values.
             first = self.strategy.experimental_local_results
             stats = tf.nest.map_structure(lambda t: first(t)[0], stats)
-            finite = tf.math.is_finite(stats["loss"] + stats["penalty"])
-            finite = finite & tf.math.is_finite(stats["grad_global_norm"])
+            nonfinite = stats.pop("nonfinite")
+            loss_finite = tf.math.is_finite(stats["loss"] + stats["penalty"])
+            finite = loss_finite & tf.math.is_finite(stats["grad_global_norm"])
             if finite and self.diverged_at < 0:
                 self.strategy.run(self._apply, args=(grads,))
             elif self.diverged_at < 0:
                 # Skip the update so the weights stay the last good ones.
-                self.diverged_at.assign(tf.cast(self.optimizer.iterations, tf.int64) + 1)
-                self.loss_was_finite.assign(
-                    tf.math.is_finite(stats["loss"] + stats["penalty"])
-                )
-                self.nonfinite.assign(
-                    tf.stack(
-                        [
-                            tf.logical_not(tf.reduce_all(tf.math.is_finite(first(g)[0])))
-                            for g in grads
-                        ]
-                    )
-                )
+                step = tf.cast(self.optimizer.iterations, tf.int64) + 1
+                self.diverged_at.assign(step)
+                self.loss_was_finite.assign(loss_finite)
+                self.nonfinite.assign(nonfinite)
             return stats
 
     def divergence(self) -> dict | None:
@@ -271,14 +271,18 @@ def _describe_divergence(d: dict) -> str:
             what += f" (and {len(d['variables']) - 1} more variables)"
     else:
         what = "gradient norm (overflowed float32)"
-    return f"non-finite {what} at step {d['step']}; weights kept from step {d['step'] - 1}"
+    return (
+        f"non-finite {what} at step {d['step']}; weights kept from step {d['step'] - 1}"
+    )
 
 
 def _format_eval(ev: dict, baselines) -> str:
     parts = []
     for k, v in ev.items():
         base = baselines.get(k)
-        parts.append(f"{k} {v:.4g}" + (f" (baseline {base:.4g})" if base is not None else ""))
+        parts.append(
+            f"{k} {v:.4g}" + (f" (baseline {base:.4g})" if base is not None else "")
+        )
     return ", ".join(parts)
 
 
@@ -340,7 +344,9 @@ def train(
         status = rundir.read_json(status_path)
         done = status["state"] == "completed" and status["step"] >= num_steps
         if done or status["state"] == "diverged":
-            logging.info("%s: already %s at step %d", output_dir, status["state"], status["step"])
+            logging.info(
+                "%s: already %s at step %d", output_dir, status["state"], status["step"]
+            )
             return TrainResult(status["state"], status["step"], status["message"], None)
     # Rows written after the checkpoint are replayed, so drop them.
     for name in (rundir.METRICS_FILE, rundir.EVAL_FILE):
@@ -361,7 +367,9 @@ def train(
 
     def log_eval(step):
         ev = evaluator()
-        rundir.append_jsonl(path(rundir.EVAL_FILE), {"step": step, "wall_time": time.time(), **ev})
+        rundir.append_jsonl(
+            path(rundir.EVAL_FILE), {"step": step, "wall_time": time.time(), **ev}
+        )
         with tb.as_default(step=step):
             for k, v in ev.items():
                 tf.summary.scalar(f"eval/{k}", v)
@@ -379,7 +387,9 @@ def train(
         last_eval = log_eval(0)
         stopper.update(0, last_eval[task.main_metric])
 
-    dataset = task.train_dataset(batch_size * grad_accum_steps, seed=seed, start_step=start)
+    dataset = task.train_dataset(
+        batch_size * grad_accum_steps, seed=seed, start_step=start
+    )
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     window, window_start, host_seconds = [], time.time(), 0.0
     step, state, message, nonfinite = start, "completed", "", None
@@ -400,8 +410,14 @@ def train(
             if log_now:
                 seconds = host_start - window_start - host_seconds
                 _log_metrics(
-                    path(rundir.METRICS_FILE), tb, step, window, step_fn.paths,
-                    optimizer, seconds, num_steps,
+                    path(rundir.METRICS_FILE),
+                    tb,
+                    step,
+                    window,
+                    step_fn.paths,
+                    optimizer,
+                    seconds,
+                    num_steps,
                 )
                 window, window_start, host_seconds = [], time.time(), 0.0
                 host_start = window_start
@@ -418,9 +434,13 @@ def train(
                 save(step, "running", f"checkpoint at step {step}")
             host_seconds += time.time() - host_start
     except (KeyboardInterrupt, Exception) as e:
-        what = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}"
+        what = (
+            "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}"
+        )
         rundir.write_status(
-            output_dir, "failed", step,
+            output_dir,
+            "failed",
+            step,
             f"{what} at step {step}; run the same command to resume "
             f"from step {int(step_var.numpy())}",
         )
@@ -450,7 +470,9 @@ def _restore(ckpt, manager) -> int:
         # A damaged file surfaces as OpError, ValueError, AssertionError or
         # even IndexError ("Read less bytes than requested"), all a data
         # problem rather than a bug: say which checkpoint and stop.
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first_line = (
+            str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        )
         raise rundir.RunDirError(
             f"checkpoint {latest} cannot be restored ({first_line}); "
             "delete the run directory or pass --overwrite"
@@ -482,13 +504,18 @@ def _log_metrics(path, tb, step, window, paths, optimizer, seconds, num_steps):
             tf.summary.scalar(f"grad_norm/{p}", norm)
     eta = (num_steps - step) / max(row["steps_per_second"], 1e-9)
     measured = "  ".join(
-        f"{k} {row[k]:.4g}" for k in last if k not in ("grad_norms", "penalty")
-        and k != "grad_global_norm"
+        f"{k} {row[k]:.4g}"
+        for k in last
+        if k not in ("grad_norms", "penalty") and k != "grad_global_norm"
     )
     logging.info(
         "step %d/%d  %s  |g| %.3g  %.0f steps/s  ETA %s",
-        step, num_steps, measured, row["grad_global_norm"],
-        row["steps_per_second"], time.strftime("%H:%M:%S", time.gmtime(eta)),
+        step,
+        num_steps,
+        measured,
+        row["grad_global_norm"],
+        row["steps_per_second"],
+        time.strftime("%H:%M:%S", time.gmtime(eta)),
     )
 
 

@@ -111,7 +111,9 @@ def read_jsonl(path: str) -> list[dict]:
     if torn:
         logging.warning(
             "%s: ignoring a torn last line (line %d, %d bytes)",
-            path, len(lines) + 1, len(torn),
+            path,
+            len(lines) + 1,
+            len(torn),
         )
     return rows
 
@@ -189,5 +191,7 @@ def prepare(run_dir: str, config: dict, *, overwrite: bool) -> str:
             pass
         os.remove(probe)
     except OSError as e:
-        raise RunDirError(f"output_dir {run_dir} is not writable ({e.strerror})") from None
+        raise RunDirError(
+            f"output_dir {run_dir} is not writable ({e.strerror})"
+        ) from None
     return "new"

@@ -164,9 +164,7 @@ class RunConfig:
 
 def _check_choice(name, value, known):
     if value not in known:
-        raise ValueError(
-            f"Unknown {name} '{value}'. Known: {', '.join(known)}."
-        )
+        raise ValueError(f"Unknown {name} '{value}'. Known: {', '.join(known)}.")
 
 
 def _check_positive(name, value):
@@ -271,6 +269,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 def versions() -> dict:
     import absl
+
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,

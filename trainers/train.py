@@ -52,7 +52,7 @@ def main(argv):
 def run_main():
     """Console-script entry point (gradzoo-train)."""
     gz_flags.flags.mark_flag_as_required("output_dir")
-    app.run(main, flags_parser=gz_flags.parse)
+    app.run(main, flags_parser=gz_flags.parse_flags)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,14 @@ Tested by tests/zoo.
 from zoo import mlp  # noqa: F401
 from zoo.pairs import Arm, Pair, get_pair, list_pairs
 from zoo.registry import ModelSpec, get_model, list_models, model_spec, register_model
-from zoo.tasks import Task, TaskDataError, list_tasks, load_task, register_task, task_spec
+from zoo.tasks import (
+    Task,
+    TaskDataError,
+    list_tasks,
+    load_task,
+    register_task,
+    task_spec,
+)
 
 __all__ = [
     "Arm",

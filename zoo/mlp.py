@@ -37,7 +37,9 @@ def _mlp(
     if width < 1:
         raise ValueError(f"width must be >= 1. Received: width={width}")
     if num_outputs < 1:
-        raise ValueError(f"num_outputs must be >= 1. Received: num_outputs={num_outputs}")
+        raise ValueError(
+            f"num_outputs must be >= 1. Received: num_outputs={num_outputs}"
+        )
     norm = norm or "none"
     penalty = blocks.regularizer(l1, l2)
 

@@ -13,6 +13,8 @@ Tested by tests/zoo/test_pairs.py (every pair differs in exactly one setting).
 import dataclasses
 from collections.abc import Mapping
 
+from zoo.registry import lookup
+
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
@@ -95,7 +97,7 @@ PAIRS = {
             treatment=Arm("plain_mlp", {"norm": "batch"}),
             shared={**_DEEP_SIGMOID, "initializer": "glorot_uniform"},
             task="digits",
-            expectation="the BatchNorm arm trains where the plain one stays near chance",
+            expectation="the BatchNorm arm trains; the plain one stays near chance",
             reference="Ioffe & Szegedy 2015, Batch Normalization",
         ),
         Pair(
@@ -115,12 +117,14 @@ PAIRS = {
             treatment=Arm("plain_mlp", {"activation": "relu"}),
             shared={"depth": 20, "width": 64, "initializer": "he_normal"},
             task="digits",
-            expectation="sigmoid' <= 0.25 shrinks gradients per layer; ReLU' = 1 does not",
+            expectation="sigmoid' <= 0.25 shrinks the gradient per layer; ReLU' = 1 "
+            "does not",
             reference="Glorot, Bordes & Bengio 2011, Deep Sparse Rectifier Networks",
         ),
         Pair(
             name="mlp_glorot_vs_he",
-            question="Does He init keep a deep ReLU net's signal where Glorot loses it?",
+            question="Does He init keep a deep ReLU net's signal "
+            "where Glorot loses it?",
             baseline=Arm("plain_mlp", {"initializer": "glorot_normal"}),
             treatment=Arm("plain_mlp", {"initializer": "he_normal"}),
             shared={"depth": 50, "width": 256, "activation": "relu"},
@@ -152,9 +156,4 @@ def list_pairs() -> list[str]:
 
 def get_pair(name: str) -> Pair:
     """The pair `name`; an unknown name lists the known ones."""
-    try:
-        return PAIRS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown pair '{name}'. Known pairs: {', '.join(list_pairs())}."
-        ) from None
+    return lookup(PAIRS, "pair", name)

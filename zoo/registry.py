@@ -71,14 +71,19 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def model_spec(name: str) -> ModelSpec:
-    """The registry entry for `name`; an unknown name lists the known ones."""
+def lookup(table: Mapping, kind: str, name: str):
+    """`table[name]`, or a ValueError that lists the known names of this kind."""
     try:
-        return _MODELS[name]
+        return table[name]
     except KeyError:
         raise ValueError(
-            f"Unknown model '{name}'. Known models: {', '.join(list_models())}."
+            f"Unknown {kind} '{name}'. Known {kind}s: {', '.join(sorted(table))}."
         ) from None
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry for `name`; an unknown name lists the known ones."""
+    return lookup(_MODELS, "model", name)
 
 
 def get_model(name: str, **kwargs) -> keras.Model:

@@ -18,10 +18,19 @@ def runs(tmp_path_factory):
     out = {}
     for name in ("plain_mlp", "residual_mlp"):
         config = runner.RunConfig(
-            model=name, model_kwargs={"depth": 12, "width": 16}, task="teacher",
-            task_kwargs={"num_features": 8, "num_classes": 4, "num_train": 256,
-                         "num_eval": 64},
-            learning_rate=0.1, batch_size=32, num_steps=10, log_every_steps=5,
+            model=name,
+            model_kwargs={"depth": 12, "width": 16},
+            task="teacher",
+            task_kwargs={
+                "num_features": 8,
+                "num_classes": 4,
+                "num_train": 256,
+                "num_eval": 64,
+            },
+            learning_rate=0.1,
+            batch_size=32,
+            num_steps=10,
+            log_every_steps=5,
             eval_every_steps=5,
         )
         out[name] = str(tmp_path_factory.mktemp(name))
@@ -30,8 +39,12 @@ def runs(tmp_path_factory):
 
 
 def _cli(*paths):
-    return subprocess.run([sys.executable, "-m", "analysis.compare", *paths],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "analysis.compare", *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_table_shows_state_baseline_and_gradient_ratios(runs):
@@ -48,7 +61,8 @@ def test_cli_prints_table_and_refuses_bad_runs_in_one_line(runs, tmp_path):
     assert proc.returncode == 0 and "vanishing below 0.001" in proc.stdout
     proc = _cli(str(tmp_path / "nope"))
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'nope'} is not a directory"]
+        f"error: {tmp_path / 'nope'} is not a directory"
+    ]
 
 
 def test_truncated_and_corrupt_metrics(runs, tmp_path):
@@ -63,7 +77,9 @@ def test_truncated_and_corrupt_metrics(runs, tmp_path):
     with open(metrics, "w") as f:
         f.write(text[: len(text) - len(rows[-1]) // 2 - 1])
     run = load_run(damaged)
-    assert [r["step"] for r in run.metrics] == [json.loads(r)["step"] for r in rows[:-1]]
+    assert [r["step"] for r in run.metrics] == [
+        json.loads(r)["step"] for r in rows[:-1]
+    ]
     assert _cli(damaged).returncode == 0
     # Damage in the middle is an error naming the file and line.
     with open(metrics, "w") as f:

@@ -15,7 +15,9 @@ from trainers import loop, rundir, runner
 
 @pytest.fixture(scope="module")
 def task():
-    return zoo.load_task("teacher", num_features=8, num_classes=4, num_train=256, num_eval=64)
+    return zoo.load_task(
+        "teacher", num_features=8, num_classes=4, num_train=256, num_eval=64
+    )
 
 
 def _model(seed=0, **kwargs):
@@ -30,8 +32,14 @@ def _fixed_batches(task, n=32):
 
 
 def _step(model, task, optimizer, **kwargs):
-    return loop.TrainStep(model, task, optimizer, strategy=tf.distribute.get_strategy(),
-                          batch_size=kwargs.pop("batch_size", 32), **kwargs)
+    return loop.TrainStep(
+        model,
+        task,
+        optimizer,
+        strategy=tf.distribute.get_strategy(),
+        batch_size=kwargs.pop("batch_size", 32),
+        **kwargs,
+    )
 
 
 def test_one_step_lowers_the_loss_on_a_fixed_batch(task):
@@ -47,9 +55,12 @@ def test_one_step_lowers_the_loss_on_a_fixed_batch(task):
 
 def test_gradient_accumulation_equals_one_big_batch(task):
     big, acc = _model(), _model()
-    _step(big, task, keras.optimizers.SGD(0.1), batch_size=32)(iter(_fixed_batches(task)), True)
+    _step(big, task, keras.optimizers.SGD(0.1), batch_size=32)(
+        iter(_fixed_batches(task)), True
+    )
     _step(acc, task, keras.optimizers.SGD(0.1), batch_size=8, grad_accum_steps=4)(
-        iter(_fixed_batches(task)), True)
+        iter(_fixed_batches(task)), True
+    )
     for a, b in zip(big.trainable_variables, acc.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
 
@@ -61,7 +72,10 @@ def _cosine(a, b):
 
 
 def test_global_clipping_keeps_direction_per_variable_clipping_changes_it():
-    grads = [tf.constant([3.0, 4.0]), tf.constant([0.01, -0.02, 0.03])]  # norms 5 and ~0.04
+    grads = [
+        tf.constant([3.0, 4.0]),
+        tf.constant([0.01, -0.02, 0.03]),
+    ]  # norms 5 and ~0.04
     norm = tf.linalg.global_norm(grads)
     by_global = loop.clip_gradients(grads, "global_norm", 1.0, norm)
     assert abs(_cosine(grads, by_global) - 1.0) < 1e-6
@@ -77,18 +91,38 @@ def test_global_clipping_keeps_direction_per_variable_clipping_changes_it():
 
 def test_step_reports_norms_before_clipping(task):
     model = _model()
-    out = _step(model, task, keras.optimizers.SGD(0.0001), clipping="global_norm",
-                clip_threshold=1e-6)(iter(_fixed_batches(task)), True)
+    out = _step(
+        model,
+        task,
+        keras.optimizers.SGD(0.0001),
+        clipping="global_norm",
+        clip_threshold=1e-6,
+    )(iter(_fixed_batches(task)), True)
     assert float(out["grad_global_norm"]) > 1e-3
     np.testing.assert_allclose(
-        float(out["grad_global_norm"]), float(np.linalg.norm(out["grad_norms"])), rtol=1e-5)
+        float(out["grad_global_norm"]),
+        float(np.linalg.norm(out["grad_norms"])),
+        rtol=1e-5,
+    )
 
 
 def _train(task, out_dir, model=None, optimizer=None, **kwargs):
-    settings = {"num_steps": 20, "batch_size": 32, "log_every_steps": 5,
-                "eval_every_steps": 10, "checkpoint_every_steps": 10, "seed": 3, **kwargs}
-    return loop.train(model or _model(), task, optimizer or keras.optimizers.Adam(1e-2),
-                      output_dir=str(out_dir), **settings)
+    settings = {
+        "num_steps": 20,
+        "batch_size": 32,
+        "log_every_steps": 5,
+        "eval_every_steps": 10,
+        "checkpoint_every_steps": 10,
+        "seed": 3,
+        **kwargs,
+    }
+    return loop.train(
+        model or _model(),
+        task,
+        optimizer or keras.optimizers.Adam(1e-2),
+        output_dir=str(out_dir),
+        **settings,
+    )
 
 
 def _rows(path):
@@ -103,10 +137,16 @@ def test_train_writes_the_run_directory(task, tmp_path):
     metrics, evals = _rows(tmp_path / "metrics.jsonl"), _rows(tmp_path / "eval.jsonl")
     assert [r["step"] for r in metrics] == [1, 5, 10, 15, 20]
     assert [r["step"] for r in evals] == [0, 10, 20]
-    assert set(metrics[0]["grad_norms"]) == {"block00_dense/kernel", "block00_dense/bias",
-                                             "block01_dense/kernel", "block01_dense/bias",
-                                             "block02_dense/kernel", "block02_dense/bias",
-                                             "head_dense/kernel", "head_dense/bias"}
+    assert set(metrics[0]["grad_norms"]) == {
+        "block00_dense/kernel",
+        "block00_dense/bias",
+        "block01_dense/kernel",
+        "block01_dense/bias",
+        "block02_dense/kernel",
+        "block02_dense/bias",
+        "head_dense/kernel",
+        "head_dense/bias",
+    }
     assert evals[-1]["accuracy"] > evals[0]["accuracy"]
     assert keras.saving.load_model(str(tmp_path / "model.keras")).count_params() > 0
     assert os.listdir(tmp_path / "tb")
@@ -130,7 +170,10 @@ def test_a_completed_run_is_not_retrained(task, tmp_path):
     _train(task, tmp_path)
     before = open(tmp_path / "metrics.jsonl").read()
     result = _train(task, tmp_path)
-    assert result.state == "completed" and open(tmp_path / "metrics.jsonl").read() == before
+    assert (
+        result.state == "completed"
+        and open(tmp_path / "metrics.jsonl").read() == before
+    )
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(task, tmp_path):
@@ -148,11 +191,19 @@ def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(task, tmp_pa
 
 def test_divergence_is_recorded_not_raised(task, tmp_path):
     model = _model(activation="relu", initializer="he_normal")
-    result = _train(task, tmp_path, model=model, optimizer=keras.optimizers.SGD(1e12),
-                    log_every_steps=1)
+    result = _train(
+        task,
+        tmp_path,
+        model=model,
+        optimizer=keras.optimizers.SGD(1e12),
+        log_every_steps=1,
+    )
     assert result.state == "diverged"
     status = json.load(open(tmp_path / "status.json"))
-    assert status["state"] == "diverged" and status["nonfinite"]["step"] == status["step"] + 1
+    assert (
+        status["state"] == "diverged"
+        and status["nonfinite"]["step"] == status["step"] + 1
+    )
     assert status["step"] >= 1 and "non-finite" in status["message"]
     assert all(np.isfinite(v.numpy()).all() for v in model.weights)  # last good weights
     saved = keras.saving.load_model(str(tmp_path / "model.keras"))
@@ -168,16 +219,30 @@ def test_mirrored_on_two_cpus_matches_default(task, tmp_path):
         with strategy.scope():
             model = _model(seed=5)
             optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
-        _train(task, tmp_path / name, model=model, optimizer=optimizer, strategy=strategy,
-               log_every_steps=1, clipping="global_norm", clip_threshold=0.5)
+        _train(
+            task,
+            tmp_path / name,
+            model=model,
+            optimizer=optimizer,
+            strategy=strategy,
+            log_every_steps=1,
+            clipping="global_norm",
+            clip_threshold=0.5,
+        )
         losses[name] = [r["loss"] for r in _rows(tmp_path / name / "metrics.jsonl")]
     assert strategy.num_replicas_in_sync == 2 and len(losses["mirrored"]) == 20
     np.testing.assert_allclose(losses["mirrored"], losses["default"], atol=1e-5)
 
 
 def test_early_stopping_stops_and_says_so(task, tmp_path):
-    result = _train(task, tmp_path, optimizer=keras.optimizers.SGD(1e-12), num_steps=100,
-                    eval_every_steps=5, early_stopping_patience=2)
+    result = _train(
+        task,
+        tmp_path,
+        optimizer=keras.optimizers.SGD(1e-12),
+        num_steps=100,
+        eval_every_steps=5,
+        early_stopping_patience=2,
+    )
     assert result.state == "completed" and result.step == 10
     assert "early stop at step 10" in result.message
 
@@ -197,4 +262,22 @@ def test_every_optimizer_takes_a_step(name, task):
     model = _model()
     before = [v.numpy().copy() for v in model.trainable_variables]
     _step(model, task, runner.make_optimizer(config))(iter(_fixed_batches(task)), False)
-    assert any(not np.array_equal(b, v.numpy()) for b, v in zip(before, model.trainable_variables))
+    assert any(
+        not np.array_equal(b, v.numpy())
+        for b, v in zip(before, model.trainable_variables)
+    )
+
+
+def test_divergence_names_the_variables_even_when_value_clipping_hides_inf(task):
+    model = _model()
+    step = _step(model, task, keras.optimizers.SGD(0.1), clipping="value",
+                 clip_threshold=1.0)
+    x = task.x_train[:32].copy()
+    x[0, 0] = np.inf  # only the first layer's kernel gradient sees the inf
+    it = iter(tf.data.Dataset.from_tensors((x, task.y_train[:32])).repeat())
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    step(it, with_norms=True)
+    d = step.divergence()
+    assert d["step"] == 1 and "block00_dense/kernel" in d["variables"]
+    for b, v in zip(before, model.trainable_variables):
+        np.testing.assert_array_equal(b, v.numpy())  # the update was skipped

@@ -11,60 +11,95 @@ from trainers import rundir, runner
 
 
 def test_resolved_config_states_every_default():
-    c = runner.RunConfig(model="residual_mlp", model_kwargs={"depth": 7}, optimizer="adadelta")
+    c = runner.RunConfig(
+        model="residual_mlp", model_kwargs={"depth": 7}, optimizer="adadelta"
+    )
     r = c.resolved()
-    assert r.model_kwargs == {"depth": 7, "width": 64, "activation": "sigmoid",
-                              "initializer": "glorot_uniform", "init_std": 0.01,
-                              "norm": "none", "l1": 0.0, "l2": 0.0}
+    assert r.model_kwargs == {
+        "depth": 7,
+        "width": 64,
+        "activation": "sigmoid",
+        "initializer": "glorot_uniform",
+        "init_std": 0.01,
+        "norm": "none",
+        "l1": 0.0,
+        "l2": 0.0,
+    }
     # Keras' Adadelta default is 0.001, not the paper's 1.0: recorded as such.
     assert r.learning_rate == 0.001
     assert r.optimizer_kwargs == {"rho": 0.95, "epsilon": 1e-07}
     assert c.model_kwargs == {"depth": 7}  # the original is left alone
 
 
-@pytest.mark.parametrize("name,kwargs,cls,attrs", [
-    ("momentum", {}, keras.optimizers.SGD, {"momentum": 0.9, "nesterov": False}),
-    ("nesterov", {"momentum": 0.5}, keras.optimizers.SGD, {"momentum": 0.5, "nesterov": True}),
-    ("adamw", {"weight_decay": 0.1}, keras.optimizers.AdamW, {"weight_decay": 0.1}),
-    ("rmsprop", {"rho": 0.8}, keras.optimizers.RMSprop, {"rho": 0.8}),
-])
+@pytest.mark.parametrize(
+    "name,kwargs,cls,attrs",
+    [
+        ("momentum", {}, keras.optimizers.SGD, {"momentum": 0.9, "nesterov": False}),
+        (
+            "nesterov",
+            {"momentum": 0.5},
+            keras.optimizers.SGD,
+            {"momentum": 0.5, "nesterov": True},
+        ),
+        ("adamw", {"weight_decay": 0.1}, keras.optimizers.AdamW, {"weight_decay": 0.1}),
+        ("rmsprop", {"rho": 0.8}, keras.optimizers.RMSprop, {"rho": 0.8}),
+    ],
+)
 def test_optimizer_presets_and_hyperparameters(name, kwargs, cls, attrs):
     opt = runner.make_optimizer(
-        runner.RunConfig(optimizer=name, optimizer_kwargs=kwargs).resolved())
+        runner.RunConfig(optimizer=name, optimizer_kwargs=kwargs).resolved()
+    )
     assert type(opt) is cls
     for k, v in attrs.items():
         assert getattr(opt, k) == pytest.approx(v)
 
 
 def test_learning_rate_schedules():
-    c = runner.RunConfig(learning_rate=0.1, lr_schedule="cosine", num_steps=100).resolved()
+    c = runner.RunConfig(
+        learning_rate=0.1, lr_schedule="cosine", num_steps=100
+    ).resolved()
     sched = runner.make_schedule(c)
     assert float(sched(0)) == pytest.approx(0.1)
     assert float(sched(50)) == pytest.approx(0.05, rel=1e-5)
     assert float(sched(100)) == pytest.approx(0.0, abs=1e-7)
-    c = runner.RunConfig(learning_rate=0.1, lr_schedule="step", lr_decay_steps=10,
-                         lr_decay_rate=0.5).resolved()
+    c = runner.RunConfig(
+        learning_rate=0.1, lr_schedule="step", lr_decay_steps=10, lr_decay_rate=0.5
+    ).resolved()
     sched = runner.make_schedule(c)
-    assert [round(float(sched(s)), 6) for s in (0, 9, 10, 25)] == [0.1, 0.1, 0.05, 0.025]
+    assert [round(float(sched(s)), 6) for s in (0, 9, 10, 25)] == [
+        0.1,
+        0.1,
+        0.05,
+        0.025,
+    ]
     assert runner.make_schedule(runner.RunConfig(learning_rate=0.3).resolved()) == 0.3
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"optimizer": "lion"}, "Unknown optimizer 'lion'"),
-    ({"optimizer": "sgd", "optimizer_kwargs": {"beta_1": 0.9}}, "takes no beta_1"),
-    ({"learning_rate": 0.0}, "learning_rate must be positive"),
-    ({"learning_rate": -1.0}, "learning_rate must be positive"),
-    ({"batch_size": 0}, "batch_size must be positive"),
-    ({"num_steps": -5}, "num_steps must be positive"),
-    ({"clipping": "global_norm", "clip_threshold": 0.0}, "clip_threshold must be positive"),
-    ({"clipping": "sometimes"}, "Unknown clipping"),
-    ({"lr_schedule": "step"}, "lr_decay_steps must be positive"),
-    ({"optimizer": "momentum", "optimizer_kwargs": {"momentum": 1.5}}, "momentum must be in"),
-    ({"model": "nope"}, "Unknown model 'nope'"),
-    ({"task": "nope"}, "Unknown task 'nope'"),
-    ({"model_kwargs": {"depth": 0}}, None),  # the builder refuses it when built
-    ({"jit_compile": True, "strategy": "mirrored"}, "jit_compile works with"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"optimizer": "lion"}, "Unknown optimizer 'lion'"),
+        ({"optimizer": "sgd", "optimizer_kwargs": {"beta_1": 0.9}}, "takes no beta_1"),
+        ({"learning_rate": 0.0}, "learning_rate must be positive"),
+        ({"learning_rate": -1.0}, "learning_rate must be positive"),
+        ({"batch_size": 0}, "batch_size must be positive"),
+        ({"num_steps": -5}, "num_steps must be positive"),
+        (
+            {"clipping": "global_norm", "clip_threshold": 0.0},
+            "clip_threshold must be positive",
+        ),
+        ({"clipping": "sometimes"}, "Unknown clipping"),
+        ({"lr_schedule": "step"}, "lr_decay_steps must be positive"),
+        (
+            {"optimizer": "momentum", "optimizer_kwargs": {"momentum": 1.5}},
+            "momentum must be in",
+        ),
+        ({"model": "nope"}, "Unknown model 'nope'"),
+        ({"task": "nope"}, "Unknown task 'nope'"),
+        ({"model_kwargs": {"depth": 0}}, None),  # the builder refuses it when built
+        ({"jit_compile": True, "strategy": "mirrored"}, "jit_compile works with"),
+    ],
+)
 def test_bad_settings_are_refused_with_the_culprit_named(kwargs, match):
     config = runner.RunConfig(**kwargs)
     if match is None:
@@ -78,7 +113,9 @@ def test_bad_settings_are_refused_with_the_culprit_named(kwargs, match):
 def test_model_and_task_input_kinds_must_match(monkeypatch):
     spec = zoo.registry.ModelSpec("seq_only", lambda **kw: None, ("sequence",), {})
     monkeypatch.setitem(zoo.registry._MODELS, "seq_only", spec)
-    with pytest.raises(ValueError, match="takes sequence inputs, but task 'digits' gives image"):
+    with pytest.raises(
+        ValueError, match="takes sequence inputs, but task 'digits' gives image"
+    ):
         runner.RunConfig(model="seq_only").resolved()
 
 
@@ -100,8 +137,13 @@ def test_prepare_refuses_unusable_output_dirs(tmp_path):
 def test_prepare_resumes_same_config_refuses_other_unless_overwrite(tmp_path):
     run = str(tmp_path / "run")
     assert rundir.prepare(run, {"a": 1}, overwrite=False) == "new"
-    rundir.write_json(os.path.join(run, "config.json"), {"a": 1, "versions": {"tf": "1"}})
-    assert rundir.prepare(run, {"a": 1, "versions": {"tf": "2"}}, overwrite=False) == "resume"
+    rundir.write_json(
+        os.path.join(run, "config.json"), {"a": 1, "versions": {"tf": "1"}}
+    )
+    assert (
+        rundir.prepare(run, {"a": 1, "versions": {"tf": "2"}}, overwrite=False)
+        == "resume"
+    )
     with pytest.raises(rundir.RunDirError, match=r"different config \(a: 1 -> 2\)"):
         rundir.prepare(run, {"a": 2}, overwrite=False)
     assert json.load(open(os.path.join(run, "config.json")))["a"] == 1
@@ -111,15 +153,19 @@ def test_prepare_resumes_same_config_refuses_other_unless_overwrite(tmp_path):
 
 def test_jsonl_rows_are_whole_and_non_finite_numbers_are_null(tmp_path):
     path = str(tmp_path / "m.jsonl")
-    rundir.append_jsonl(path, {"step": 1, "loss": float("nan"), "g": {"a": float("inf")}})
+    rundir.append_jsonl(
+        path, {"step": 1, "loss": float("nan"), "g": {"a": float("inf")}}
+    )
     rundir.append_jsonl(path, {"step": 2, "loss": 1.5})
     with open(path, "a") as f:
         f.write('{"step": 3, "lo')  # a writer killed mid-line
-    assert rundir.read_jsonl(path) == [{"step": 1, "loss": None, "g": {"a": None}},
-                                       {"step": 2, "loss": 1.5}]
+    assert rundir.read_jsonl(path) == [
+        {"step": 1, "loss": None, "g": {"a": None}},
+        {"step": 2, "loss": 1.5},
+    ]
     rundir.truncate_jsonl(path, 1)
     assert rundir.read_jsonl(path) == [{"step": 1, "loss": None, "g": {"a": None}}]
     with open(path, "a") as f:
-        f.write("garbage\n{\"step\": 9}\n")
+        f.write('garbage\n{"step": 9}\n')
     with pytest.raises(rundir.RunDirError, match="m.jsonl line 2 is not valid JSON"):
         rundir.read_jsonl(path)

@@ -12,8 +12,15 @@ from absl.testing import flagsaver
 from trainers import flags as gz_flags
 from trainers import train
 
-TINY = ["--depth=3", "--width=8", "--num_steps=20", "--log_every_steps=5",
-        "--eval_every_steps=10", "--checkpoint_every_steps=10", "--batch_size=32"]
+TINY = [
+    "--depth=3",
+    "--width=8",
+    "--num_steps=20",
+    "--log_every_steps=5",
+    "--eval_every_steps=10",
+    "--checkpoint_every_steps=10",
+    "--batch_size=32",
+]
 
 
 def run_cli(capsys, *args):
@@ -21,7 +28,7 @@ def run_cli(capsys, *args):
     code = 0
     with flagsaver.flagsaver():
         try:
-            gz_flags.parse(["train", *args])
+            gz_flags.parse_flags(["train", *args])
             train.main(["train"])
         except SystemExit as e:
             code = e.code
@@ -37,22 +44,25 @@ def assert_one_line_error(code, err, *needles):
         assert needle in errors[0], errors[0]
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--model=mlp"], ["--model=mlp", "plain_mlp"]),
-    (["--task=imagenet"], ["--task=imagenet"]),
-    (["--optimizer=lion"], ["--optimizer=lion", "adamw"]),
-    (["--activation=swish"], ["--activation=swish"]),
-    (["--initializer=zeros"], ["--initializer=zeros"]),
-    (["--depth=0"], ["--depth=0"]),
-    (["--depth=-2"], ["--depth=-2"]),
-    (["--learning_rate=0"], ["--learning_rate=0", "must be > 0"]),
-    (["--learning_rate=-0.1"], ["--learning_rate=-0.1"]),
-    (["--batch_size=0"], ["--batch_size=0"]),
-    (["--clip_norm=0"], ["--clip_norm=0"]),
-    (["--clip_value=-1"], ["--clip_value=-1"]),
-    (["--clip_norm=1", "--clip_global_norm=1"], ["at most one of --clip_value"]),
-    (["--num_steps=ten"], ["--num_steps"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--model=mlp"], ["--model=mlp", "plain_mlp"]),
+        (["--task=imagenet"], ["--task=imagenet"]),
+        (["--optimizer=lion"], ["--optimizer=lion", "adamw"]),
+        (["--activation=swish"], ["--activation=swish"]),
+        (["--initializer=zeros"], ["--initializer=zeros"]),
+        (["--depth=0"], ["--depth=0"]),
+        (["--depth=-2"], ["--depth=-2"]),
+        (["--learning_rate=0"], ["--learning_rate=0", "must be > 0"]),
+        (["--learning_rate=-0.1"], ["--learning_rate=-0.1"]),
+        (["--batch_size=0"], ["--batch_size=0"]),
+        (["--clip_norm=0"], ["--clip_norm=0"]),
+        (["--clip_value=-1"], ["--clip_value=-1"]),
+        (["--clip_norm=1", "--clip_global_norm=1"], ["at most one of --clip_value"]),
+        (["--num_steps=ten"], ["--num_steps"]),
+    ],
+)
 def test_bad_flags_are_one_line_and_exit_2(capsys, tmp_path, args, needles):
     code, _, err = run_cli(capsys, f"--output_dir={tmp_path / 'run'}", *args)
     assert_one_line_error(code, err, *needles)
@@ -61,15 +71,23 @@ def test_bad_flags_are_one_line_and_exit_2(capsys, tmp_path, args, needles):
 
 def test_bad_settings_found_after_parsing_are_one_line_too(capsys, tmp_path, data_dir):
     out = f"--output_dir={tmp_path / 'run'}"
-    code, _, err = run_cli(capsys, out, "--optimizer=sgd", "--beta_1=0.9", f"--data_dir={data_dir}")
+    code, _, err = run_cli(
+        capsys, out, "--optimizer=sgd", "--beta_1=0.9", f"--data_dir={data_dir}"
+    )
     assert_one_line_error(code, err, "Optimizer 'sgd' takes no beta_1")
-    code, _, err = run_cli(capsys, out, "--task=mnist", f"--data_dir={tmp_path / 'empty'}")
+    code, _, err = run_cli(
+        capsys, out, "--task=mnist", f"--data_dir={tmp_path / 'empty'}"
+    )
     assert_one_line_error(code, err, "mnist", "never downloads")
     a_file = tmp_path / "file"
     a_file.write_text("keep me")
-    code, _, err = run_cli(capsys, f"--output_dir={a_file}", f"--data_dir={data_dir}", *TINY)
+    code, _, err = run_cli(
+        capsys, f"--output_dir={a_file}", f"--data_dir={data_dir}", *TINY
+    )
     assert_one_line_error(code, err, "is not a directory")
-    code, _, err = run_cli(capsys, f"--output_dir={a_file / 'x'}", f"--data_dir={data_dir}", *TINY)
+    code, _, err = run_cli(
+        capsys, f"--output_dir={a_file / 'x'}", f"--data_dir={data_dir}", *TINY
+    )
     assert_one_line_error(code, err, "not writable")
     assert a_file.read_text() == "keep me"
 
@@ -79,17 +97,23 @@ def test_train_resume_refuse_overwrite_and_replay(capsys, tmp_path, data_dir):
     args = [f"--output_dir={run}", f"--data_dir={data_dir}", *TINY]
     code, out, _ = run_cli(capsys, *args)
     assert code == 0 and "completed at step 20" in out
-    saved = {name: (run / name).read_bytes() for name in ("config.json", "metrics.jsonl")}
+    saved = {
+        name: (run / name).read_bytes() for name in ("config.json", "metrics.jsonl")
+    }
 
     # The same command again: nothing to do, nothing rewritten.
     code, out, _ = run_cli(capsys, *args)
     assert code == 0 and (run / "metrics.jsonl").read_bytes() == saved["metrics.jsonl"]
     # flags.txt replays the resolved run exactly (so it is a resume, too).
-    code, out, _ = run_cli(capsys, f"--flagfile={run / 'flags.txt'}", f"--output_dir={run}")
+    code, out, _ = run_cli(
+        capsys, f"--flagfile={run / 'flags.txt'}", f"--output_dir={run}"
+    )
     assert code == 0 and (run / "config.json").read_bytes() == saved["config.json"]
 
     code, _, err = run_cli(capsys, *args, "--learning_rate=0.5")
-    assert_one_line_error(code, err, "different config", "learning_rate: 0.01 -> 0.5", "--overwrite")
+    assert_one_line_error(
+        code, err, "different config", "learning_rate: 0.01 -> 0.5", "--overwrite"
+    )
     assert (run / "config.json").read_bytes() == saved["config.json"]
     code, out, _ = run_cli(capsys, *args, "--learning_rate=0.5", "--overwrite")
     assert code == 0 and json.load(open(run / "config.json"))["learning_rate"] == 0.5
@@ -110,9 +134,16 @@ def test_corrupt_checkpoint_via_cli(capsys, tmp_path, data_dir):
 
 def test_diverged_run_exits_3_with_intact_status(capsys, tmp_path, data_dir):
     run = tmp_path / "run"
-    code, out, _ = run_cli(capsys, f"--output_dir={run}", f"--data_dir={data_dir}", *TINY,
-                           "--activation=relu", "--initializer=he_normal",
-                           "--learning_rate=1e12", "--log_every_steps=1")
+    code, out, _ = run_cli(
+        capsys,
+        f"--output_dir={run}",
+        f"--data_dir={data_dir}",
+        *TINY,
+        "--activation=relu",
+        "--initializer=he_normal",
+        "--learning_rate=1e12",
+        "--log_every_steps=1",
+    )
     assert code == train.loop.EXIT_DIVERGED and "diverged" in out
     status = json.load(open(run / "status.json"))
     assert status["state"] == "diverged" and status["nonfinite"]["step"] >= 1
@@ -123,19 +154,44 @@ def test_real_command_line_run(tmp_path, data_dir):
     run = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(
-        [sys.executable, "-m", "trainers.train", f"--output_dir={run}",
-         f"--data_dir={data_dir}", "--model=residual_mlp", *TINY],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "trainers.train",
+            f"--output_dir={run}",
+            f"--data_dir={data_dir}",
+            "--model=residual_mlp",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "step 20/20" in proc.stderr and "steps/s" in proc.stderr and "ETA" in proc.stderr
+    assert (
+        "step 20/20" in proc.stderr
+        and "steps/s" in proc.stderr
+        and "ETA" in proc.stderr
+    )
     assert sorted(os.listdir(run)) == sorted(
-        ["flags.txt", "config.json", "status.json", "metrics.jsonl", "eval.jsonl", "ckpt",
-         "tb", "model.keras"])
+        [
+            "flags.txt",
+            "config.json",
+            "status.json",
+            "metrics.jsonl",
+            "eval.jsonl",
+            "ckpt",
+            "tb",
+            "model.keras",
+        ]
+    )
     from tensorboard.backend.event_processing import event_accumulator
 
     acc = event_accumulator.EventAccumulator(str(run / "tb"))
     acc.Reload()
     tags = acc.Tags()["tensors"]
-    assert {"train/loss", "eval/accuracy", "grad_norm/block00_dense/kernel"} <= set(tags)
+    assert {"train/loss", "eval/accuracy", "grad_norm/block00_dense/kernel"} <= set(
+        tags
+    )
     assert [e.step for e in acc.Tensors("eval/accuracy")] == [0, 10, 20]

@@ -26,14 +26,21 @@ def test_mlp_residual_describes_itself():
     assert pair.switch == {"model": ("plain_mlp", "residual_mlp")}
     assert pair.arm("treatment") == (
         "residual_mlp",
-        {"depth": 20, "width": 64, "activation": "sigmoid", "initializer": "glorot_uniform"},
+        {
+            "depth": 20,
+            "width": 64,
+            "activation": "sigmoid",
+            "initializer": "glorot_uniform",
+        },
     )
     text = pair.describe()
     assert "skip connections" in text and "baseline:  plain_mlp" in text
 
 
 def test_unknown_pair_and_arm():
-    with pytest.raises(ValueError, match="Unknown pair 'resnet'. Known pairs: mlp_batchnorm"):
+    with pytest.raises(
+        ValueError, match="Unknown pair 'resnet'. Known pairs: mlp_batchnorm"
+    ):
         zoo.get_pair("resnet")
     with pytest.raises(ValueError, match="'baseline' and 'treatment'"):
         zoo.get_pair("mlp_residual").arm("control")

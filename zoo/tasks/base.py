@@ -20,6 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from zoo.registry import lookup
+
 INPUT_KINDS = ("vector", "image", "sequence")
 
 
@@ -195,12 +197,7 @@ def list_tasks() -> list[str]:
 
 def task_spec(name: str) -> TaskSpec:
     """The registry entry for `name`; an unknown name lists the known ones."""
-    try:
-        return _TASKS[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown task '{name}'. Known tasks: {', '.join(list_tasks())}."
-        ) from None
+    return lookup(_TASKS, "task", name)
 
 
 def default_data_dir() -> str:
