@@ -28,17 +28,14 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import zoo  # noqa: E402
+from trainers import flags as gz_flags  # noqa: E402
 from trainers import loop  # noqa: E402
 from zoo.tasks.base import classification_task  # noqa: E402
 
-_DEPTH = flags.DEFINE_integer("depth", 50, "Hidden layers.", lower_bound=1)
-_WIDTH = flags.DEFINE_integer("width", 128, "Units per layer.", lower_bound=1)
-_BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.", lower_bound=1)
+# --depth, --width, --batch_size and --log_every_steps are the trainer's own
+# flags (trainers/flags.py), with this benchmark's defaults when unset.
 _STEPS = flags.DEFINE_integer("steps", 300, "Steps per timed block.", lower_bound=1)
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed blocks per case.", lower_bound=1)
-_LOG_EVERY = flags.DEFINE_integer(
-    "log_every_steps", 100, "Norm cadence of (a).", lower_bound=1
-)
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Also write the results here.")
 
 
@@ -72,20 +69,13 @@ def _model(task, depth, width):
     )
 
 
-def _time(run_block, steps, repeats):
-    run_block(steps)  # warm-up: tracing, pipeline start
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run_block(steps)
-        rates.append(steps / (time.perf_counter() - start))
-    return rates
-
-
 def measure(depth, width, batch_size, steps, repeats, log_every_steps) -> dict:
-    """{case: [steps/s per timed block]} for the four cases."""
+    """{case: [steps/s per timed block]} for the four cases.
+
+    The cases are timed round-robin (a, b, c, d, a, b, ...), so drift in the
+    machine's speed, large on shared CPUs, hits every case alike.
+    """
     task = _task(batch_size)
-    results = {}
 
     def gradzoo(every):
         model = _model(task, depth, width)
@@ -107,46 +97,50 @@ def measure(depth, width, batch_size, steps, repeats, log_every_steps) -> dict:
 
         return block
 
-    results[f"a_gradzoo_norms_every_{log_every_steps}"] = _time(
-        gradzoo(log_every_steps), steps, repeats
-    )
-    results["b_gradzoo_norms_every_step"] = _time(gradzoo(1), steps, repeats)
-
-    model = _model(task, depth, width)
-    model.compile(
-        keras.optimizers.SGD(0.01),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    data = task.train_dataset(batch_size, seed=0)
-    results["c_keras_fit"] = _time(
-        lambda n: model.fit(data, steps_per_epoch=n, epochs=1, verbose=0),
-        steps,
-        repeats,
-    )
-
-    model = _model(task, depth, width)
-    optimizer = keras.optimizers.SGD(0.01)
-    it = iter(task.train_dataset(batch_size, seed=0))
-
-    @tf.function
-    def bare_step():
-        x, y = next(it)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(task.loss(y, model(x, training=True)))
-        optimizer.apply_gradients(
-            zip(
-                tape.gradient(loss, model.trainable_variables),
-                model.trainable_variables,
-            )
+    def keras_fit():
+        model = _model(task, depth, width)
+        model.compile(
+            keras.optimizers.SGD(0.01),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-        return loss
+        data = task.train_dataset(batch_size, seed=0)
+        return lambda n: model.fit(data, steps_per_epoch=n, epochs=1, verbose=0)
 
-    def bare(n):
-        for _ in range(n):
-            loss = bare_step()
-        float(loss)
+    def bare_tape():
+        model = _model(task, depth, width)
+        optimizer = keras.optimizers.SGD(0.01)
+        it = iter(task.train_dataset(batch_size, seed=0))
 
-    results["d_bare_tape"] = _time(bare, steps, repeats)
+        @tf.function
+        def step():
+            x, y = next(it)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(task.loss(y, model(x, training=True)))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+
+        def block(n):
+            for _ in range(n):
+                loss = step()
+            float(loss)
+
+        return block
+
+    cases = {
+        f"a_gradzoo_norms_every_{log_every_steps}": gradzoo(log_every_steps),
+        "b_gradzoo_norms_every_step": gradzoo(1),
+        "c_keras_fit": keras_fit(),
+        "d_bare_tape": bare_tape(),
+    }
+    for block in cases.values():
+        block(steps)  # warm-up: tracing, pipeline start
+    results = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, block in cases.items():
+            start = time.perf_counter()
+            block(steps)
+            results[name].append(steps / (time.perf_counter() - start))
     return results
 
 
@@ -164,18 +158,21 @@ def format_results(results: dict) -> str:
 
 def main(argv):
     del argv
+    depth = gz_flags.DEPTH.value or 50
+    width = gz_flags.WIDTH.value or 128
+    batch_size = gz_flags.BATCH_SIZE.value
     print(
-        f"{_DEPTH.value}x{_WIDTH.value} ReLU MLP, batch {_BATCH.value}, "
-        f"{_REPEATS.value} blocks of {_STEPS.value} steps, TF {tf.__version__}, "
-        f"Keras {keras.__version__}, {os.cpu_count()} CPUs"
+        f"{depth}x{width} ReLU MLP, batch {batch_size}, {_REPEATS.value} rounds of "
+        f"{_STEPS.value} steps per case, TF {tf.__version__}, Keras "
+        f"{keras.__version__}, {os.cpu_count()} CPUs"
     )
     results = measure(
-        _DEPTH.value,
-        _WIDTH.value,
-        _BATCH.value,
+        depth,
+        width,
+        batch_size,
         _STEPS.value,
         _REPEATS.value,
-        _LOG_EVERY.value,
+        gz_flags.LOG_EVERY_STEPS.value,
     )
     print(format_results(results))
     if _OUTPUT_JSON.value:
@@ -184,7 +181,7 @@ def main(argv):
 
 
 def run_main():
-    app.run(main)
+    app.run(main, flags_parser=gz_flags.parse_flags)
 
 
 if __name__ == "__main__":

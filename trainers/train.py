@@ -6,12 +6,14 @@
 
 Running the same command again resumes from the last checkpoint. Exit codes:
 0 completed (or early-stopped), 2 a user mistake (one line on stderr),
-3 diverged (see status.json), 1 an unexpected error (traceback).
+3 diverged (see status.json), 130 interrupted by Ctrl-C or SIGTERM (status
+"failed", resumable), 1 an unexpected error (traceback).
 
 Tested by tests/trainers/test_train_main.py.
 """
 
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -21,8 +23,17 @@ from absl import app, logging  # noqa: E402
 from trainers import flags as gz_flags  # noqa: E402
 from trainers import loop, rundir, runner  # noqa: E402
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+
+
+def _interrupt(signum, frame):
+    # SIGTERM (a job scheduler, `kill`) ends the run like Ctrl-C: the loop
+    # records "failed" with the step to resume from.
+    raise KeyboardInterrupt(f"signal {signum}")
+
 
 def main(argv):
+    signal.signal(signal.SIGTERM, _interrupt)
     if len(argv) > 1:
         gz_flags.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if gz_flags.NUM_CPU_DEVICES.value:
@@ -42,6 +53,10 @@ def main(argv):
         result = run.train()
     except rundir.RunDirError as e:  # an unrestorable checkpoint
         gz_flags.fail(e)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM; status.json says where
+        status = rundir.read_json(os.path.join(output_dir, rundir.STATUS_FILE))
+        sys.stderr.write(f"interrupted: {status['message']}\n")
+        sys.exit(EXIT_INTERRUPTED)
     logging.info("%s: %s", result.state, result.message)
     print(f"{result.state} at step {result.step}: {result.message}")
     print(f"run directory: {output_dir}")

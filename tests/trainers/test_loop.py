@@ -270,8 +270,9 @@ def test_every_optimizer_takes_a_step(name, task):
 
 def test_divergence_names_the_variables_even_when_value_clipping_hides_inf(task):
     model = _model()
-    step = _step(model, task, keras.optimizers.SGD(0.1), clipping="value",
-                 clip_threshold=1.0)
+    step = _step(
+        model, task, keras.optimizers.SGD(0.1), clipping="value", clip_threshold=1.0
+    )
     x = task.x_train[:32].copy()
     x[0, 0] = np.inf  # only the first layer's kernel gradient sees the inf
     it = iter(tf.data.Dataset.from_tensors((x, task.y_train[:32])).repeat())

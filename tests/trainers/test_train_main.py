@@ -195,3 +195,48 @@ def test_real_command_line_run(tmp_path, data_dir):
         tags
     )
     assert [e.step for e in acc.Tensors("eval/accuracy")] == [0, 10, 20]
+
+
+def test_sigterm_leaves_a_resumable_failed_status(tmp_path, data_dir):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trainers.train",
+            f"--output_dir={run}",
+            f"--data_dir={data_dir}",
+            "--depth=3",
+            "--width=8",
+            "--num_steps=10000000",
+            "--log_every_steps=50",
+            "--checkpoint_every_steps=50",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.time() + 120
+        while (
+            not (run / "metrics.jsonl").exists()
+            or len((run / "metrics.jsonl").read_text().splitlines()) < 2
+        ):
+            assert time.time() < deadline and proc.poll() is None, "run did not start"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == train.EXIT_INTERRUPTED, err[-2000:]
+    assert "Traceback" not in err and "interrupted:" in err
+    status = json.load(open(run / "status.json"))
+    assert (
+        status["state"] == "failed"
+        and "run the same command to resume" in status["message"]
+    )
