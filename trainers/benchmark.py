@@ -104,7 +104,9 @@ def measure(depth, width, batch_size, steps, repeats, log_every_steps) -> dict:
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         data = task.train_dataset(batch_size, seed=0)
-        return lambda n: model.fit(data, steps_per_epoch=n, epochs=1, verbose=0)
+        return lambda n: model.fit(
+            data, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False
+        )
 
     def bare_tape():
         model = _model(task, depth, width)

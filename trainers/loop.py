@@ -100,10 +100,20 @@ class TrainStep:
         self.nonfinite = tf.Variable(
             tf.zeros([len(self.variables)], tf.bool), trainable=False
         )
+        # XLA cannot compile the iterator's GetNext, so jit_compile applies to
+        # the replica computation (forward, backward, norms, clipping) only.
+        self._replica = {
+            with_norms: tf.function(
+                functools.partial(self._replica_step, with_norms=with_norms),
+                jit_compile=True,
+            )
+            if jit_compile
+            else functools.partial(self._replica_step, with_norms=with_norms)
+            for with_norms in (False, True)
+        }
         self._compiled = {
             with_norms: tf.function(
-                functools.partial(self._step, with_norms=with_norms),
-                jit_compile=jit_compile,
+                functools.partial(self._step, with_norms=with_norms)
             )
             for with_norms in (False, True)
         }
@@ -174,9 +184,7 @@ class TrainStep:
     def _step(self, iterator, with_norms):
         with self.strategy.scope():
             x, y = next(iterator)
-            grads, stats = self.strategy.run(
-                self._replica_step, args=(x, y, with_norms)
-            )
+            grads, stats = self.strategy.run(self._replica[with_norms], args=(x, y))
             # After the all-reduce every replica holds the same values.
             first = self.strategy.experimental_local_results
             stats = tf.nest.map_structure(lambda t: first(t)[0], stats)

@@ -282,3 +282,20 @@ def test_divergence_names_the_variables_even_when_value_clipping_hides_inf(task)
     assert d["step"] == 1 and "block00_dense/kernel" in d["variables"]
     for b, v in zip(before, model.trainable_variables):
         np.testing.assert_array_equal(b, v.numpy())  # the update was skipped
+
+
+@pytest.mark.parametrize("strategy,jit", [("one_device", False), ("default", True)])
+def test_one_device_strategy_and_xla_train_like_default(task, strategy, jit):
+    results = []
+    for name, jit_compile in (("default", False), (strategy, jit)):
+        s = runner.make_strategy(name)
+        with s.scope():
+            model = _model(seed=2)
+            optimizer = keras.optimizers.SGD(0.1)
+        step = loop.TrainStep(
+            model, task, optimizer, strategy=s, batch_size=32, jit_compile=jit_compile
+        )
+        it = iter(_fixed_batches(task))
+        results.append([float(step(it, with_norms=True)["loss"]) for _ in range(3)])
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5)
+    assert results[0][2] < results[0][0]
