@@ -151,8 +151,9 @@ class TrainStep:
                 more_grads, more_stats = self._micro_step(xs[i], ys[i])
                 grads = [g + h for g, h in zip(grads, more_grads)]
                 stats = {k: stats[k] + more_stats[k] for k in stats}
-        ctx = tf.distribute.get_replica_context()
-        grads, stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, (grads, stats))
+        if self.strategy.num_replicas_in_sync > 1:  # one replica: nothing to sum
+            ctx = tf.distribute.get_replica_context()
+            grads, stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, (grads, stats))
         # Every step needs the global norm (clipping, the finiteness check);
         # only logging steps pay for the per-variable norms, computed
         # underflow-safe because a vanishing gradient's norm is the point.
