@@ -41,6 +41,26 @@ def l2_norm(t):
     return scale * tf.norm(t / safe)
 
 
+def global_norm(tensors):
+    """tf.linalg.global_norm, redone with scaling when squaring over/underflows.
+
+    Squared entries overflow float32 above ~1e19 and underflow below ~1e-19.
+    A finite gradient of norm 1e20 must read as 1e20 (clipping can rescue it),
+    not inf (a divergence). The rescaled pass runs only in those cases.
+    """
+    import tensorflow as tf
+
+    norm = tf.linalg.global_norm(tensors)
+
+    def rescaled():
+        scale = tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(t)) for t in tensors]))
+        safe = tf.where(scale > 0, scale, tf.ones_like(scale))
+        return scale * tf.linalg.global_norm([t / safe for t in tensors])
+
+    plain_is_exact = tf.math.is_finite(norm) & (norm > 1e-15)
+    return tf.cond(plain_is_exact, lambda: norm, rescaled)
+
+
 def layer_gradient_norms(
     model, x, y, loss_fn, *, training: bool = True, include_penalty: bool = True
 ) -> dict[str, float]:

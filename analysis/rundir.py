@@ -5,7 +5,7 @@ Analysis reads run directories, never the trainer's memory.
     >>> run = load_run("runs/x")
     >>> run.status["state"], run.final_eval, run.metrics[-1]["grad_norms"]
 
-Tested by tests/analysis/test_rundir.py.
+Tested by tests/analysis/test_compare.py.
 """
 
 import dataclasses

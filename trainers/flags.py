@@ -25,7 +25,9 @@ OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Run directory: created, or resumed if it holds this run."
 )
 OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Replace an output_dir holding a run with another config."
+    "overwrite",
+    False,
+    "Start the run in output_dir over (removes only the run's own files).",
 )
 DATA_DIR = flags.DEFINE_string(
     "data_dir",
@@ -72,7 +74,9 @@ EPSILON = flags.DEFINE_float("epsilon", None, "Optimizer epsilon.")
 INITIAL_ACCUMULATOR_VALUE = flags.DEFINE_float(
     "initial_accumulator_value", None, "adagrad starting accumulator."
 )
-WEIGHT_DECAY = flags.DEFINE_float("weight_decay", None, "adamw decoupled weight decay.")
+WEIGHT_DECAY = flags.DEFINE_float(
+    "weight_decay", None, "Decoupled weight decay, any optimizer (adamw: 0.004)."
+)
 _positive("learning_rate")
 LR_SCHEDULE = flags.DEFINE_enum(
     "lr_schedule",

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from analysis.gradients import l2_norm
+from analysis.gradients import global_norm, l2_norm
 from trainers import rundir
 
 EXIT_DIVERGED = 3  # process exit code of a run that ended as "diverged"
@@ -155,9 +155,10 @@ class TrainStep:
             ctx = tf.distribute.get_replica_context()
             grads, stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, (grads, stats))
         # Every step needs the global norm (clipping, the finiteness check);
-        # only logging steps pay for the per-variable norms, computed
-        # underflow-safe because a vanishing gradient's norm is the point.
-        stats["grad_global_norm"] = tf.linalg.global_norm(grads)
+        # only logging steps pay for the per-variable norms. Both are safe
+        # from float32 under/overflow: a vanishing or exploding gradient's
+        # norm is the point.
+        stats["grad_global_norm"] = global_norm(grads)
         if with_norms:
             stats["grad_norms"] = tf.stack([l2_norm(g) for g in grads])
         # Which variables went non-finite, looked at before clipping (which
@@ -190,6 +191,8 @@ class TrainStep:
             first = self.strategy.experimental_local_results
             stats = tf.nest.map_structure(lambda t: first(t)[0], stats)
             nonfinite = stats.pop("nonfinite")
+            # The rate this update uses (the schedule moves on after it).
+            stats["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
             loss_finite = tf.math.is_finite(stats["loss"] + stats["penalty"])
             finite = loss_finite & tf.math.is_finite(stats["grad_global_norm"])
             if finite and self.diverged_at < 0:
@@ -212,6 +215,7 @@ class TrainStep:
             "step": step,
             "loss_finite": bool(self.loss_was_finite.numpy()),
             "variables": bad,
+            "weights": [],
         }
 
 
@@ -271,17 +275,21 @@ class EarlyStopping:
         return self.patience > 0 and self.stale >= self.patience
 
 
-def _describe_divergence(d: dict) -> str:
-    if not d["loss_finite"]:
-        what = "loss"
+def _describe_divergence(d: dict, kept_step: int) -> str:
+    if d["weights"]:
+        what = f"weights after step {d['step']} ({d['weights'][0]}"
+        what += f" and {len(d['weights']) - 1} more)" if len(d["weights"]) > 1 else ")"
+    elif not d["loss_finite"]:
+        what = f"loss at step {d['step']}"
     elif d["variables"]:
         what = f"gradient of {d['variables'][0]}"
         if len(d["variables"]) > 1:
             what += f" (and {len(d['variables']) - 1} more variables)"
+        what += f" at step {d['step']}"
     else:
-        what = "gradient norm (overflowed float32)"
+        what = f"gradient norm at step {d['step']}"
     return (
-        f"non-finite {what} at step {d['step']}; weights kept from step {d['step'] - 1}"
+        f"non-finite {what}; weights restored from the checkpoint at step {kept_step}"
     )
 
 
@@ -323,7 +331,8 @@ def train(
 
     Returns:
       A TrainResult: "completed" (including early stops) or "diverged" (a
-      non-finite loss or gradient; the weights saved are the last good ones).
+      non-finite loss, gradient or weight; the model is restored from the
+      newest checkpoint known good, see `_roll_back`, and saved).
 
     Raises:
       rundir.RunDirError: the checkpoint cannot be restored.
@@ -345,18 +354,11 @@ def train(
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
     manager = tf.train.CheckpointManager(ckpt, path(rundir.CKPT_DIR), max_to_keep=2)
+    finished = _finished(path(rundir.STATUS_FILE), num_steps)
+    if finished is not None:
+        logging.info("%s: already %s", output_dir, finished.message)
+        return finished
     start = _restore(ckpt, manager)
-    status_path = path(rundir.STATUS_FILE)
-    if os.path.exists(status_path):
-        # A diverged run stays diverged; a completed one is extended only if
-        # asked for more steps (the CLI refuses that as a changed config).
-        status = rundir.read_json(status_path)
-        done = status["state"] == "completed" and status["step"] >= num_steps
-        if done or status["state"] == "diverged":
-            logging.info(
-                "%s: already %s at step %d", output_dir, status["state"], status["step"]
-            )
-            return TrainResult(status["state"], status["step"], status["message"], None)
     # Rows written after the checkpoint are replayed, so drop them.
     for name in (rundir.METRICS_FILE, rundir.EVAL_FILE):
         rundir.truncate_jsonl(path(name), start if start > 0 else -1)
@@ -367,11 +369,12 @@ def train(
         early_stopping_patience,
         early_stopping_min_delta,
     )
+    last_eval = None
     for row in rundir.read_jsonl(path(rundir.EVAL_FILE)):
         stopper.update(row["step"], row[task.main_metric])
+        last_eval = {k: v for k, v in row.items() if k not in ("step", "wall_time")}
     tb = tf.summary.create_file_writer(path(rundir.TB_DIR))
     baselines = dict(task.baselines)
-
     evaluator = make_evaluator(model, task)
 
     def log_eval(step):
@@ -385,23 +388,23 @@ def train(
         logging.info("eval step %d: %s", step, _format_eval(ev, baselines))
         return ev
 
-    def save(step, state, message, nonfinite=None):
+    def checkpoint(step, message):
         step_var.assign(step)
         manager.save(checkpoint_number=step)
-        rundir.write_status(output_dir, state, step, message, nonfinite)
+        rundir.write_status(output_dir, "running", step, message)
 
     rundir.write_status(output_dir, "running", start, f"started at step {start}")
-    last_eval = None
-    if start == 0:  # evaluate before the first step
-        last_eval = log_eval(0)
+    if start == 0:
+        last_eval = log_eval(0)  # evaluate before the first step
         stopper.update(0, last_eval[task.main_metric])
+        checkpoint(0, "initial state")  # a divergence at step 2 rolls back to it
 
     dataset = task.train_dataset(
         batch_size * grad_accum_steps, seed=seed, start_step=start
     )
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
     window, window_start, host_seconds = [], time.time(), 0.0
-    step, state, message, nonfinite = start, "completed", "", None
+    step, state, message, nonfinite, early = start, "completed", "", None, False
     try:
         for step in range(start + 1, num_steps + 1):
             log_now = step == 1 or step % log_every_steps == 0 or step == num_steps
@@ -411,9 +414,10 @@ def train(
             if not (log_now or eval_now or ckpt_now):
                 continue
             nonfinite = step_fn.divergence()
+            if nonfinite is None and ckpt_now:  # never checkpoint bad weights
+                nonfinite = _nonfinite_weights(model, step)
             if nonfinite is not None:
-                state, message = "diverged", _describe_divergence(nonfinite)
-                step = nonfinite["step"] - 1
+                state = "diverged"
                 break
             host_start = time.time()
             if log_now:
@@ -424,7 +428,6 @@ def train(
                     step,
                     window,
                     step_fn.paths,
-                    optimizer,
                     seconds,
                     num_steps,
                 )
@@ -433,19 +436,20 @@ def train(
             if eval_now:
                 last_eval = log_eval(step)
                 if stopper.update(step, last_eval[task.main_metric]):
-                    message = (
-                        f"early stop at step {step}: best {task.main_metric} "
-                        f"{stopper.best:.4g} at step {stopper.best_step}"
+                    early, message = (
+                        True,
+                        (
+                            f"early stop at step {step}: best {task.main_metric} "
+                            f"{stopper.best:.4g} at step {stopper.best_step}"
+                        ),
                     )
-                    save(step, "running", message)
+                    checkpoint(step, message)
                     break
             if ckpt_now:
-                save(step, "running", f"checkpoint at step {step}")
+                checkpoint(step, f"checkpoint at step {step}")
             host_seconds += time.time() - host_start
     except (KeyboardInterrupt, Exception) as e:
-        what = (
-            "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}"
-        )
+        what = "interrupted" if isinstance(e, KeyboardInterrupt) else type(e).__name__
         rundir.write_status(
             output_dir,
             "failed",
@@ -456,52 +460,114 @@ def train(
         raise
 
     if state == "diverged":
-        save(step, "diverged", message, nonfinite)
+        step = _roll_back(ckpt, manager, nonfinite)
+        message = _describe_divergence(nonfinite, step)
         logging.warning("%s: %s", output_dir, message)
     else:
         message = message or (
             f"trained {step} steps; eval {_format_eval(last_eval or {}, baselines)}"
         )
-        rundir.write_status(output_dir, "completed", step, message)
+    # The model before the final status: "completed" promises model.keras.
     _save_model(model, path(rundir.MODEL_FILE))
+    rundir.write_status(
+        output_dir, state, step, message, nonfinite, early_stopped=early
+    )
     tb.flush()
     return TrainResult(state, step, message, last_eval)
 
 
-def _restore(ckpt, manager) -> int:
-    """Restores the latest checkpoint; returns its step (0 when none)."""
-    latest = manager.latest_checkpoint
-    if latest is None:
-        return 0
-    try:
-        ckpt.restore(latest).assert_existing_objects_matched()
-    except Exception as e:  # noqa: BLE001
-        # A damaged file surfaces as OpError, ValueError, AssertionError or
-        # even IndexError ("Read less bytes than requested"), all a data
-        # problem rather than a bug: say which checkpoint and stop.
-        first_line = (
-            str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        )
-        raise rundir.RunDirError(
-            f"checkpoint {latest} cannot be restored ({first_line}); "
-            "delete the run directory or pass --overwrite"
-        ) from None
+def _finished(status_path: str, num_steps: int) -> TrainResult | None:
+    """The result of a run that already ended, or None if it should go on.
+
+    A diverged or early-stopped run stays as it ended; a completed one is
+    extended only if asked for more steps (the CLI refuses that as a
+    changed config).
+    """
+    if not os.path.exists(status_path):
+        return None
+    status = rundir.read_json(status_path)
+    state = status["state"]
+    done = state == "diverged" or (
+        state == "completed"
+        and (status["step"] >= num_steps or status.get("early_stopped"))
+    )
+    if not done:
+        return None
+    return TrainResult(state, status["step"], status["message"], None)
+
+
+def _nonfinite_weights(model, step: int) -> dict | None:
+    """A divergence record if an update left non-finite weights, else None.
+
+    Runs on the host at checkpoint steps only: a finite gradient times a huge
+    learning rate can overflow the weights without any non-finite gradient.
+    """
+    bad = [v.path for v in model.weights if not np.isfinite(v.numpy()).all()]
+    if not bad:
+        return None
+    return {"step": step, "loss_finite": True, "variables": [], "weights": bad}
+
+
+def _roll_back(ckpt, manager, nonfinite: dict) -> int:
+    """Restores the newest checkpoint known good; returns its step.
+
+    A checkpoint at step k is known good when its weights were finite when
+    saved (checked) and the loss and gradient of step k + 1, computed from
+    them, were finite. A divergence found at step d therefore trusts steps
+    up to d - 2 (d - 1 for weights that went bad after update d). With two
+    checkpoints kept, one of them always qualifies, except for a divergence
+    at step 1, where the initial state (step 0) is all there is.
+    """
+    trusted = nonfinite["step"] - (1 if nonfinite["weights"] else 2)
+    paths = manager.checkpoints
+    good = [p for p in paths if int(p.rsplit("-", 1)[1]) <= trusted] or paths[:1]
+    ckpt.restore(good[-1]).assert_existing_objects_matched()
     return int(ckpt.step.numpy())
 
 
-def _log_metrics(path, tb, step, window, paths, optimizer, seconds, num_steps):
+def _restore(ckpt, manager) -> int:
+    """Restores the newest checkpoint that can be read; returns its step.
+
+    A damaged newest checkpoint (a kill mid-write, a full disk) is skipped
+    with a warning for the one before it; 0 when there is none at all.
+
+    Raises:
+      rundir.RunDirError: checkpoints exist but none can be restored.
+    """
+    if not manager.checkpoints:
+        return 0
+    errors = []
+    for path in reversed(manager.checkpoints):
+        try:
+            ckpt.restore(path).assert_existing_objects_matched()
+            return int(ckpt.step.numpy())
+        except Exception as e:  # noqa: BLE001
+            # A damaged file surfaces as OpError, ValueError, AssertionError
+            # or even IndexError ("Read less bytes than requested"): a data
+            # problem, not a bug.
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+            logging.warning("skipping checkpoint %s: %s", path, reason)
+            errors.append(f"{os.path.basename(path)}: {reason}")
+    raise rundir.RunDirError(
+        f"no checkpoint in {os.path.dirname(manager.checkpoints[0])} can be "
+        f"restored ({'; '.join(errors)}); pass --overwrite to start the run over"
+    )
+
+
+def _log_metrics(path, tb, step, window, paths, seconds, num_steps):
     """One metrics.jsonl row and TensorBoard scalars for the steps since the last."""
     last = window[-1]
     row = {
         "step": step,
         "wall_time": time.time(),
+        "window_steps": len(window),
         "steps_per_second": len(window) / max(seconds, 1e-9),
-        "learning_rate": float(optimizer.learning_rate.numpy()),
+        "learning_rate": float(last["learning_rate"]),
     }
-    # Loss and metrics are averaged over the window; gradient norms are those
-    # of this step, computed before clipping.
+    # Loss and metrics are averaged over the window_steps steps since the
+    # last row; gradient norms are those of this step, before clipping.
     for k in last:
-        if k not in ("grad_norms", "grad_global_norm"):
+        if k not in ("grad_norms", "grad_global_norm", "learning_rate"):
             row[k] = float(np.mean([w[k].numpy() for w in window]))
     row["grad_global_norm"] = float(last["grad_global_norm"])
     row["grad_norms"] = dict(zip(paths, last["grad_norms"].numpy().tolist()))
@@ -515,7 +581,7 @@ def _log_metrics(path, tb, step, window, paths, optimizer, seconds, num_steps):
     measured = "  ".join(
         f"{k} {row[k]:.4g}"
         for k in last
-        if k not in ("grad_norms", "penalty") and k != "grad_global_norm"
+        if k not in ("grad_norms", "penalty", "grad_global_norm", "learning_rate")
     )
     logging.info(
         "step %d/%d  %s  |g| %.3g  %.0f steps/s  ETA %s",

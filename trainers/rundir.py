@@ -4,7 +4,7 @@ Every JSON document is written to a temporary file and renamed, and every
 JSONL row is appended as one whole line, so a crash or a kill never leaves a
 half-written file behind. analysis/rundir.py reads what this writes.
 
-Tested by tests/trainers/test_rundir.py.
+Tested by tests/trainers/test_runner.py.
 """
 
 import json
@@ -125,7 +125,10 @@ def truncate_jsonl(path: str, last_step: int) -> None:
         write_text(path, "".join(_dumps(r) + "\n" for r in rows))
 
 
-def write_status(run_dir: str, state: str, step: int, message: str, nonfinite=None):
+def write_status(
+    run_dir: str, state: str, step: int, message: str, nonfinite=None, **extra
+):
+    """status.json: the state, the step of the weights on disk, and why."""
     if state not in STATES:
         raise ValueError(f"Unknown run state {state!r}; known: {STATES}")
     write_json(
@@ -136,12 +139,34 @@ def write_status(run_dir: str, state: str, step: int, message: str, nonfinite=No
             "message": message,
             "nonfinite": nonfinite,
             "updated": time.time(),
+            **extra,
         },
     )
 
 
+# config.json carries this marker: only a directory whose config.json has it
+# is a gradzoo run, which resume may continue and --overwrite may clear.
+FORMAT_KEY = "format"
+FORMAT = "gradzoo-run-1"
+RUN_FILES = (
+    FLAGS_FILE,
+    CONFIG_FILE,
+    STATUS_FILE,
+    METRICS_FILE,
+    EVAL_FILE,
+    CKPT_DIR,
+    TB_DIR,
+    MODEL_FILE,
+)
+
+
 def config_differences(old: dict, new: dict) -> list[str]:
-    """Human-readable differences between two configs, ignoring locations."""
+    """Human-readable differences between two configs, ignoring locations.
+
+    `new` is compared as it will read back from JSON (tuples become lists,
+    non-finite numbers null), so an identical re-run is never refused.
+    """
+    new = json.loads(_dumps(new))
     diffs = []
     for key in sorted(set(old) | set(new)):
         if key in LOCATION_KEYS or old.get(key) == new.get(key):
@@ -150,32 +175,52 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return diffs
 
 
+def _read_run_config(run_dir: str) -> dict | None:
+    """The config of the gradzoo run in `run_dir`, or None if it holds none."""
+    try:
+        old = read_json(os.path.join(run_dir, CONFIG_FILE))
+    except (OSError, ValueError):
+        return None
+    if isinstance(old, dict) and old.get(FORMAT_KEY) == FORMAT:
+        return old
+    return None
+
+
+def _clear_run(run_dir: str) -> None:
+    """Removes the run's own files only; anything else in run_dir stays."""
+    for name in os.listdir(run_dir):
+        path = os.path.join(run_dir, name)
+        if name in RUN_FILES or name.startswith(".tmp-"):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+
+
 def prepare(run_dir: str, config: dict, *, overwrite: bool) -> str:
     """Makes `run_dir` ready for `config`; returns "new" or "resume".
 
-    A directory holding a run with the same config is resumed; one with a
-    different config is refused unless `overwrite`, and a non-empty directory
-    that is not a gradzoo run is always refused (it is not ours to delete).
+    A directory holding a gradzoo run with the same config is resumed; one
+    with a different config is refused. `overwrite` starts the run over,
+    removing only the run's own files. A non-empty directory that holds no
+    gradzoo run is always refused: it is not ours to write into.
 
     Raises:
       RunDirError: with a one-line message naming the directory.
     """
+    if not run_dir:
+        raise RunDirError("output_dir is empty")
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise RunDirError(f"output_dir {run_dir} exists and is not a directory")
-    config_path = os.path.join(run_dir, CONFIG_FILE)
-    is_run = os.path.isfile(config_path)
-    if os.path.isdir(run_dir) and os.listdir(run_dir) and not is_run:
+    old = _read_run_config(run_dir) if os.path.isdir(run_dir) else None
+    if old is None and os.path.isdir(run_dir) and os.listdir(run_dir):
         raise RunDirError(
             f"output_dir {run_dir} is not empty and holds no gradzoo run "
-            f"({CONFIG_FILE} missing); choose another directory"
+            f"(no gradzoo {CONFIG_FILE}); choose another directory"
         )
-    if is_run:
-        try:
-            old = read_json(config_path)
-        except (OSError, ValueError) as e:
-            raise RunDirError(f"{config_path} is unreadable ({e})") from None
+    if old is not None:
         diffs = config_differences(old, config)
-        if not diffs:
+        if not diffs and not overwrite:
             return "resume"
         if not overwrite:
             raise RunDirError(
@@ -183,10 +228,10 @@ def prepare(run_dir: str, config: dict, *, overwrite: bool) -> str:
                 f"({'; '.join(diffs[:3])}{'; ...' if len(diffs) > 3 else ''}); "
                 "use another --output_dir, or --overwrite to replace it"
             )
-        shutil.rmtree(run_dir)
+        _clear_run(run_dir)
     try:
         os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write-test")
+        probe = os.path.join(run_dir, ".tmp-write-test")
         with open(probe, "w"):
             pass
         os.remove(probe)

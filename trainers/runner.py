@@ -13,7 +13,6 @@ Tested by tests/trainers/test_runner.py.
 
 import dataclasses
 import inspect
-import math
 import os
 import platform
 
@@ -46,12 +45,14 @@ OPTIMIZERS = {
     "adadelta": (keras.optimizers.Adadelta, {}, ("rho", "epsilon")),
     "adam": (keras.optimizers.Adam, {}, ("beta_1", "beta_2", "epsilon")),
     "nadam": (keras.optimizers.Nadam, {}, ("beta_1", "beta_2", "epsilon")),
-    "adamw": (
-        keras.optimizers.AdamW,
-        {},
-        ("weight_decay", "beta_1", "beta_2", "epsilon"),
-    ),
+    "adamw": (keras.optimizers.AdamW, {}, ("beta_1", "beta_2", "epsilon")),
 }
+# Every Keras optimizer takes decoupled weight decay (AdamW's default 0.004,
+# the others' None = off); it is settable on all of them.
+_COMMON_HPARAMS = ("weight_decay",)
+# Decay rates live in [0, 1); the rest must be >= 0 (epsilon > 0).
+_UNIT_INTERVAL = ("momentum", "rho", "beta_1", "beta_2")
+_FLOAT32_MAX = 3.4028234e38
 OPTIMIZER_HPARAMS = (
     "momentum",
     "rho",
@@ -139,9 +140,18 @@ class RunConfig:
         if c.lr_schedule == "step":
             _check_positive("lr_decay_steps", c.lr_decay_steps)
             _check_positive("lr_decay_rate", c.lr_decay_rate)
+        elif c.lr_decay_steps:
+            raise ValueError(
+                f"lr_decay_steps applies to lr_schedule 'step', not '{c.lr_schedule}'."
+            )
         else:
             c.lr_decay_steps, c.lr_decay_rate = 0, 0.0
-        if c.early_stopping_patience < 0 or c.early_stopping_min_delta < 0:
+        if c.data_dir:
+            c.data_dir = os.path.abspath(os.path.expanduser(c.data_dir))
+        if not (
+            c.early_stopping_patience >= 0
+            and 0 <= c.early_stopping_min_delta < _FLOAT32_MAX
+        ):
             raise ValueError(
                 "early_stopping_patience and early_stopping_min_delta must be >= 0. "
                 f"Received: {c.early_stopping_patience}, {c.early_stopping_min_delta}"
@@ -168,8 +178,10 @@ def _check_choice(name, value, known):
 
 
 def _check_positive(name, value):
-    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be positive. Received: {name}={value}")
+    if not (isinstance(value, (int, float)) and 0 < value < _FLOAT32_MAX):
+        raise ValueError(
+            f"{name} must be positive and finite. Received: {name}={value}"
+        )
 
 
 def _resolve_optimizer(name, kwargs, learning_rate):
@@ -178,12 +190,13 @@ def _resolve_optimizer(name, kwargs, learning_rate):
         raise ValueError(
             f"Unknown optimizer '{name}'. Known optimizers: {', '.join(OPTIMIZERS)}."
         )
-    cls, presets, settable = OPTIMIZERS[name]
+    cls, presets, own = OPTIMIZERS[name]
+    settable = own + _COMMON_HPARAMS
     unknown = sorted(set(kwargs) - set(settable))
     if unknown:
-        takes = ", ".join(settable) or "only learning_rate"
         raise ValueError(
-            f"Optimizer '{name}' takes no {', '.join(unknown)} (it takes: {takes})."
+            f"Optimizer '{name}' takes no {', '.join(unknown)} "
+            f"(it takes: {', '.join(settable)})."
         )
     defaults = {
         k: p.default
@@ -193,13 +206,18 @@ def _resolve_optimizer(name, kwargs, learning_rate):
     resolved = {k: defaults[k] for k in settable}
     resolved.update({k: v for k, v in presets.items() if k in settable})
     resolved.update(kwargs)
+    if resolved["weight_decay"] is None:
+        resolved["weight_decay"] = 0.0
     for k, v in resolved.items():
-        if v is None or v < 0 or (k in ("epsilon",) and v == 0):
-            raise ValueError(f"{k} must be positive. Received: {k}={v}")
-    if name in ("momentum", "nesterov") and not 0 <= resolved["momentum"] < 1:
-        raise ValueError(
-            f"momentum must be in [0, 1). Received: momentum={resolved['momentum']}"
-        )
+        low_ok = v > 0 if k == "epsilon" else v >= 0
+        high_ok = v < 1 if k in _UNIT_INTERVAL else v < _FLOAT32_MAX
+        if not (isinstance(v, (int, float)) and low_ok and high_ok):
+            bounds = (
+                "in [0, 1)"
+                if k in _UNIT_INTERVAL
+                else ("positive and finite" if k == "epsilon" else ">= 0 and finite")
+            )
+            raise ValueError(f"{k} must be {bounds}. Received: {k}={v}")
     if learning_rate is None:
         learning_rate = defaults["learning_rate"]
     _check_positive("learning_rate", learning_rate)
@@ -213,7 +231,11 @@ def make_optimizer(c: RunConfig) -> keras.optimizers.Optimizer:
     gradient itself (see loop.py for why).
     """
     cls, presets, _ = OPTIMIZERS[c.optimizer]
-    return cls(learning_rate=make_schedule(c), **{**presets, **c.optimizer_kwargs})
+    kwargs = {**presets, **c.optimizer_kwargs}
+    if not kwargs["weight_decay"] and cls is not keras.optimizers.AdamW:
+        # Keras' None skips the decay ops; 0.0 would still run them each step.
+        del kwargs["weight_decay"]
+    return cls(learning_rate=make_schedule(c), **kwargs)
 
 
 def make_schedule(c: RunConfig):
@@ -328,6 +350,12 @@ def prepare(
     """
     c = config.resolved()
     task = zoo.load_task(c.task, data_dir=c.data_dir, **c.task_kwargs)
+    step_batch = c.batch_size * c.grad_accum_steps
+    if step_batch > len(task.x_train):
+        raise ValueError(
+            f"batch_size * grad_accum_steps = {step_batch} is more than task "
+            f"'{c.task}' has training examples ({len(task.x_train)})"
+        )
     strategy = make_strategy(c.strategy)
     replicas = strategy.num_replicas_in_sync
     if c.batch_size % replicas:
@@ -345,6 +373,7 @@ def prepare(
         )
         optimizer = make_optimizer(c)
     record = {
+        rundir.FORMAT_KEY: rundir.FORMAT,
         **c.to_dict(),
         "num_replicas": replicas,
         "task_info": {

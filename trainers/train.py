@@ -49,6 +49,9 @@ def main(argv):
         )
     except ValueError as e:  # every user mistake is refused by prepare()
         gz_flags.fail(e)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted before training started\n")
+        sys.exit(EXIT_INTERRUPTED)
     try:
         result = run.train()
     except rundir.RunDirError as e:  # an unrestorable checkpoint

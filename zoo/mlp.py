@@ -5,7 +5,7 @@ adds identity skips around blocks 1..depth-1 (block 0 changes the width, so it
 has none). That makes "does the skip connection fix the gradient?" a
 comparison of two models that differ in nothing else.
 
-Tested by tests/zoo/test_mlp.py.
+Tested by tests/zoo/test_models.py.
 """
 
 import keras

@@ -8,7 +8,7 @@ that make a test-sized model.
     >>> import zoo
     >>> zoo.get_model("residual_mlp", input_shape=(64,), num_outputs=10, depth=50)
 
-Tested by tests/zoo/test_registry.py.
+Tested by tests/zoo/test_models.py.
 """
 
 import dataclasses

@@ -176,38 +176,69 @@ def test_a_completed_run_is_not_retrained(task, tmp_path):
     )
 
 
-def test_corrupt_checkpoint_is_a_clear_error_and_nothing_is_deleted(task, tmp_path):
-    _train(task, tmp_path, num_steps=10)
-    data = [f for f in os.listdir(tmp_path / "ckpt") if ".data-" in f][0]
-    with open(tmp_path / "ckpt" / data, "r+b") as f:
+def _damage(path):
+    with open(path, "r+b") as f:
         f.truncate(16)
-    with open(tmp_path / "status.json", "w") as f:  # as if killed while running
-        json.dump({"state": "running", "step": 10}, f)
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_one_before(task, tmp_path):
+    _train(task, tmp_path, num_steps=20)
+    (tmp_path / "status.json").write_text('{"state": "running", "step": 20}')
+    _damage(tmp_path / "ckpt" / "ckpt-20.data-00000-of-00001")
+    result = _train(task, tmp_path, num_steps=20)
+    assert result.state == "completed" and result.step == 20
+    steps = [r["step"] for r in _rows(tmp_path / "eval.jsonl")]
+    assert steps == [0, 10, 20]  # the rows after step 10 were replayed once
+
+
+def test_no_restorable_checkpoint_is_a_clear_error_and_nothing_is_deleted(
+    task, tmp_path
+):
+    _train(task, tmp_path, num_steps=10)
+    for name in os.listdir(tmp_path / "ckpt"):
+        if ".data-" in name:
+            _damage(tmp_path / "ckpt" / name)
+    (tmp_path / "status.json").write_text('{"state": "running", "step": 10}')
     files = sorted(os.listdir(tmp_path))
-    with pytest.raises(rundir.RunDirError, match="cannot be restored"):
+    with pytest.raises(rundir.RunDirError, match="no checkpoint in .* can be restored"):
         _train(task, tmp_path, num_steps=20)
     assert sorted(os.listdir(tmp_path)) == files
 
 
-def test_divergence_is_recorded_not_raised(task, tmp_path):
-    model = _model(activation="relu", initializer="he_normal")
+def _assert_saved_state_is_good(path, task):
+    saved = keras.saving.load_model(str(path / "model.keras"))
+    assert all(np.isfinite(v.numpy()).all() for v in saved.weights)
+    assert np.isfinite(loop.evaluate(saved, task)["loss"])
+
+
+@pytest.mark.parametrize(
+    "kwargs,lr",
+    [
+        ({"activation": "relu", "initializer": "he_normal"}, 1e12),
+        ({"activation": "relu", "initializer": "he_normal", "norm": "batch"}, 1e30),
+        ({"activation": "tanh"}, 3e38),  # finite gradients, overflowing weights
+    ],
+)
+def test_divergence_is_recorded_and_the_saved_state_is_good(task, tmp_path, kwargs, lr):
+    model = _model(**kwargs)
     result = _train(
         task,
         tmp_path,
         model=model,
-        optimizer=keras.optimizers.SGD(1e12),
+        optimizer=keras.optimizers.SGD(lr),
         log_every_steps=1,
+        checkpoint_every_steps=2,
     )
     assert result.state == "diverged"
     status = json.load(open(tmp_path / "status.json"))
-    assert (
-        status["state"] == "diverged"
-        and status["nonfinite"]["step"] == status["step"] + 1
-    )
-    assert status["step"] >= 1 and "non-finite" in status["message"]
-    assert all(np.isfinite(v.numpy()).all() for v in model.weights)  # last good weights
-    saved = keras.saving.load_model(str(tmp_path / "model.keras"))
-    assert all(np.isfinite(v.numpy()).all() for v in saved.weights)
+    d = status["nonfinite"]
+    assert status["state"] == "diverged" and "non-finite" in status["message"]
+    assert status["step"] <= max(0, d["step"] - 1) and status["step"] % 2 == 0
+    assert f"restored from the checkpoint at step {status['step']}" in status["message"]
+    _assert_saved_state_is_good(tmp_path, task)
+    # Running it again reports the divergence; it does not train on.
+    again = _train(task, tmp_path, model=model, optimizer=keras.optimizers.SGD(lr))
+    assert again.state == "diverged" and again.step == status["step"]
 
 
 def test_mirrored_on_two_cpus_matches_default(task, tmp_path):
@@ -245,6 +276,17 @@ def test_early_stopping_stops_and_says_so(task, tmp_path):
     )
     assert result.state == "completed" and result.step == 10
     assert "early stop at step 10" in result.message
+    assert json.load(open(tmp_path / "status.json"))["early_stopped"] is True
+    again = _train(
+        task,
+        tmp_path,
+        optimizer=keras.optimizers.SGD(1e-12),
+        num_steps=100,
+        eval_every_steps=5,
+        early_stopping_patience=2,
+    )
+    assert again.step == 10  # an early-stopped run is finished
+    assert [r["step"] for r in _rows(tmp_path / "eval.jsonl")] == [0, 5, 10]
 
 
 def test_early_stopping_rule():
@@ -299,3 +341,76 @@ def test_one_device_strategy_and_xla_train_like_default(task, strategy, jit):
         results.append([float(step(it, with_norms=True)["loss"]) for _ in range(3)])
     np.testing.assert_allclose(results[0], results[1], rtol=1e-5)
     assert results[0][2] < results[0][0]
+
+
+def test_logged_learning_rate_is_the_one_the_update_used(task, tmp_path):
+    schedule = keras.optimizers.schedules.CosineDecay(0.1, decay_steps=4)
+    _train(
+        task,
+        tmp_path,
+        optimizer=keras.optimizers.SGD(schedule),
+        num_steps=4,
+        log_every_steps=1,
+    )
+    logged = [r["learning_rate"] for r in _rows(tmp_path / "metrics.jsonl")]
+    np.testing.assert_allclose(
+        logged, [float(schedule(i)) for i in range(4)], rtol=1e-6
+    )
+
+
+def test_global_norm_survives_float32_overflow_and_underflow():
+    from analysis.gradients import global_norm
+
+    huge = [tf.fill([4], 1e20), tf.fill([3], 1e19)]
+    assert float(tf.linalg.global_norm(huge)) == np.inf  # the trap
+    assert float(global_norm(huge)) == pytest.approx(np.sqrt(4e40 + 3e38), rel=1e-5)
+    tiny = [tf.fill([100], 1e-25)]
+    assert float(global_norm(tiny)) == pytest.approx(1e-24, rel=1e-5)
+    assert not np.isfinite(float(global_norm([tf.constant([1.0, np.inf])])))
+    assert float(global_norm([tf.zeros([3])])) == 0.0
+
+
+def test_huge_finite_gradient_is_clipped_not_called_divergence(task):
+    model = _model(activation="relu", initializer="he_normal")
+    step = _step(
+        model,
+        task,
+        keras.optimizers.SGD(1e-3),
+        clipping="global_norm",
+        clip_threshold=1.0,
+    )
+    x = task.x_train[:32] * 1e19
+    out = step(
+        iter(tf.data.Dataset.from_tensors((x, task.y_train[:32])).repeat()), True
+    )
+    assert np.isfinite(float(out["loss"])) and float(out["grad_global_norm"]) > 1e19
+    assert step.divergence() is None
+
+
+def test_resumed_rows_say_how_many_steps_they_average(task, tmp_path):
+    _train(
+        task, tmp_path / "a", num_steps=7, log_every_steps=5, checkpoint_every_steps=7
+    )
+    _train(
+        task, tmp_path / "a", num_steps=20, log_every_steps=5, checkpoint_every_steps=7
+    )
+    rows = {
+        r["step"]: r["window_steps"] for r in _rows(tmp_path / "a" / "metrics.jsonl")
+    }
+    assert rows == {1: 1, 5: 4, 7: 2, 10: 3, 15: 5, 20: 5}
+
+
+def test_overflowed_weights_are_caught_at_checkpoints(task, tmp_path):
+    model = _model()
+    assert loop._nonfinite_weights(model, 5) is None
+    model.get_layer("block01_dense").bias.assign(np.full(16, np.inf, np.float32))
+    d = loop._nonfinite_weights(model, 5)
+    assert d == {
+        "step": 5,
+        "loss_finite": True,
+        "variables": [],
+        "weights": ["block01_dense/bias"],
+    }
+    assert "weights after step 5 (block01_dense/bias)" in loop._describe_divergence(
+        d, 4
+    )

@@ -27,7 +27,7 @@ def test_resolved_config_states_every_default():
     }
     # Keras' Adadelta default is 0.001, not the paper's 1.0: recorded as such.
     assert r.learning_rate == 0.001
-    assert r.optimizer_kwargs == {"rho": 0.95, "epsilon": 1e-07}
+    assert r.optimizer_kwargs == {"rho": 0.95, "epsilon": 1e-07, "weight_decay": 0.0}
     assert c.model_kwargs == {"depth": 7}  # the original is left alone
 
 
@@ -43,6 +43,8 @@ def test_resolved_config_states_every_default():
         ),
         ("adamw", {"weight_decay": 0.1}, keras.optimizers.AdamW, {"weight_decay": 0.1}),
         ("rmsprop", {"rho": 0.8}, keras.optimizers.RMSprop, {"rho": 0.8}),
+        ("sgd", {"weight_decay": 0.01}, keras.optimizers.SGD, {"weight_decay": 0.01}),
+        ("adam", {}, keras.optimizers.Adam, {"weight_decay": None}),
     ],
 )
 def test_optimizer_presets_and_hyperparameters(name, kwargs, cls, attrs):
@@ -96,6 +98,21 @@ def test_learning_rate_schedules():
         ),
         ({"model": "nope"}, "Unknown model 'nope'"),
         ({"task": "nope"}, "Unknown task 'nope'"),
+        (
+            {"optimizer": "adam", "optimizer_kwargs": {"beta_1": 1.0}},
+            "beta_1 must be in",
+        ),
+        (
+            {"optimizer": "rmsprop", "optimizer_kwargs": {"rho": float("nan")}},
+            "rho must be",
+        ),
+        (
+            {"optimizer": "adam", "optimizer_kwargs": {"epsilon": 0.0}},
+            "epsilon must be",
+        ),
+        ({"learning_rate": 1e39}, "learning_rate must be positive and finite"),
+        ({"early_stopping_min_delta": float("nan")}, "early_stopping_min_delta"),
+        ({"lr_decay_steps": 100}, "lr_decay_steps applies to lr_schedule 'step'"),
         ({"model_kwargs": {"depth": 0}}, None),  # the builder refuses it when built
         ({"jit_compile": True, "strategy": "mirrored"}, "jit_compile works with"),
     ],
@@ -134,21 +151,46 @@ def test_prepare_refuses_unusable_output_dirs(tmp_path):
     assert (foreign / "cat.jpg").read_text() == "meow"
 
 
+def _cfg(**kw):
+    return {rundir.FORMAT_KEY: rundir.FORMAT, **kw}
+
+
 def test_prepare_resumes_same_config_refuses_other_unless_overwrite(tmp_path):
     run = str(tmp_path / "run")
-    assert rundir.prepare(run, {"a": 1}, overwrite=False) == "new"
-    rundir.write_json(
-        os.path.join(run, "config.json"), {"a": 1, "versions": {"tf": "1"}}
-    )
+    assert rundir.prepare(run, _cfg(a=1), overwrite=False) == "new"
+    rundir.write_json(os.path.join(run, "config.json"), _cfg(a=1, versions={"tf": "1"}))
     assert (
-        rundir.prepare(run, {"a": 1, "versions": {"tf": "2"}}, overwrite=False)
+        rundir.prepare(run, _cfg(a=1, versions={"tf": "2"}), overwrite=False)
         == "resume"
     )
     with pytest.raises(rundir.RunDirError, match=r"different config \(a: 1 -> 2\)"):
-        rundir.prepare(run, {"a": 2}, overwrite=False)
+        rundir.prepare(run, _cfg(a=2), overwrite=False)
     assert json.load(open(os.path.join(run, "config.json")))["a"] == 1
-    assert rundir.prepare(run, {"a": 2}, overwrite=True) == "new"
-    assert os.listdir(run) == []
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    os.makedirs(os.path.join(run, "ckpt"))
+    assert rundir.prepare(run, _cfg(a=2), overwrite=True) == "new"
+    assert os.listdir(run) == ["notes.txt"]  # only the run's own files went
+
+
+def test_overwrite_never_touches_a_directory_that_is_not_a_gradzoo_run(tmp_path):
+    for content in ('{"name": "my-app"}', "[1, 2]", "not json"):
+        project = tmp_path / "project"
+        (project / "src").mkdir(parents=True, exist_ok=True)
+        (project / "config.json").write_text(content)
+        (project / "src" / "important.txt").write_text("keep")
+        with pytest.raises(rundir.RunDirError, match="holds no gradzoo run"):
+            rundir.prepare(str(project), _cfg(a=1), overwrite=True)
+        assert (project / "src" / "important.txt").read_text() == "keep"
+    with pytest.raises(rundir.RunDirError, match="output_dir is empty"):
+        rundir.prepare("", _cfg(), overwrite=True)
+
+
+def test_an_identical_config_with_non_finite_numbers_is_the_same_run(tmp_path):
+    run = str(tmp_path / "run")
+    config = _cfg(task_info={"baselines": {"loss": float("inf")}}, shape=(8, 8))
+    rundir.prepare(run, config, overwrite=False)
+    rundir.write_json(os.path.join(run, "config.json"), config)
+    assert rundir.prepare(run, config, overwrite=False) == "resume"
 
 
 def test_jsonl_rows_are_whole_and_non_finite_numbers_are_null(tmp_path):
@@ -169,3 +211,12 @@ def test_jsonl_rows_are_whole_and_non_finite_numbers_are_null(tmp_path):
         f.write('garbage\n{"step": 9}\n')
     with pytest.raises(rundir.RunDirError, match="m.jsonl line 2 is not valid JSON"):
         rundir.read_jsonl(path)
+
+
+def test_a_batch_larger_than_the_data_is_refused_before_anything_is_written(
+    tmp_path, data_dir
+):
+    config = runner.RunConfig(batch_size=800, grad_accum_steps=2, data_dir=data_dir)
+    with pytest.raises(ValueError, match="= 1600 is more than task 'digits' has"):
+        runner.prepare(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()

@@ -61,6 +61,8 @@ def assert_one_line_error(code, err, *needles):
         (["--clip_value=-1"], ["--clip_value=-1"]),
         (["--clip_norm=1", "--clip_global_norm=1"], ["at most one of --clip_value"]),
         (["--num_steps=ten"], ["--num_steps"]),
+        (["--learning_rate=1e39"], ["learning_rate must be positive and finite"]),
+        (["--optimizer=adam", "--beta_1=1.0"], ["beta_1 must be in [0, 1)"]),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(capsys, tmp_path, args, needles):
@@ -119,17 +121,19 @@ def test_train_resume_refuse_overwrite_and_replay(capsys, tmp_path, data_dir):
     assert code == 0 and json.load(open(run / "config.json"))["learning_rate"] == 0.5
 
 
-def test_corrupt_checkpoint_via_cli(capsys, tmp_path, data_dir):
+def test_unrestorable_checkpoints_via_cli(capsys, tmp_path, data_dir):
     run = tmp_path / "run"
     args = [f"--output_dir={run}", f"--data_dir={data_dir}", *TINY]
     assert run_cli(capsys, *args)[0] == 0
     (run / "status.json").write_text('{"state": "running", "step": 10}')
-    index = sorted(f for f in os.listdir(run / "ckpt") if f.endswith(".index"))[-1]
-    (run / "ckpt" / index).write_bytes(b"not a checkpoint")
+    for index in (run / "ckpt").glob("*.index"):
+        index.write_bytes(b"not a checkpoint")
     before = sorted(os.listdir(run))
     code, _, err = run_cli(capsys, *args)
-    assert_one_line_error(code, err, "cannot be restored")
+    assert_one_line_error(code, err, "can be restored", "--overwrite")
     assert sorted(os.listdir(run)) == before
+    code, out, _ = run_cli(capsys, *args, "--overwrite")  # the way out it names
+    assert code == 0 and "completed at step 20" in out
 
 
 def test_diverged_run_exits_3_with_intact_status(capsys, tmp_path, data_dir):

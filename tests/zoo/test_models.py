@@ -120,7 +120,10 @@ def test_norm_layers(norm, layer):
     model = zoo.get_model(
         "residual_mlp", input_shape=(3,), num_outputs=2, depth=2, width=4, norm=norm
     )
-    assert type(model.get_layer("block01_norm")).__name__ == layer
+    norm_layer = model.get_layer("block01_norm")
+    assert type(norm_layer).__name__ == layer
+    if norm == "batch":  # whole-batch statistics under a multi-replica strategy
+        assert norm_layer.synchronized
 
 
 def test_l1_l2_add_one_penalty_per_kernel():

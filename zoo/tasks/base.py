@@ -227,4 +227,9 @@ def load_task(name: str, *, data_dir: str | None = None, **kwargs) -> Task:
             f"It takes: {', '.join(accepted) or 'no arguments'}."
         )
     data_dir = os.path.expanduser(data_dir or default_data_dir())
-    return spec.loader(data_dir=data_dir, **kwargs)
+    try:
+        return spec.loader(data_dir=data_dir, **kwargs)
+    except OSError as e:  # e.g. data_dir is a file, or not writable for a build
+        raise TaskDataError(
+            f"{name}: cannot use data_dir {data_dir} ({e.strerror or e})"
+        ) from None
