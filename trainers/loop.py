@@ -578,6 +578,10 @@ def _log_metrics(path, tb, step, window, paths, seconds, num_steps):
         for p, norm in row["grad_norms"].items():
             tf.summary.scalar(f"grad_norm/{p}", norm)
     eta = (num_steps - step) / max(row["steps_per_second"], 1e-9)
+    # Step 1 includes tracing the step function: no basis for an ETA yet.
+    eta_text = (
+        "after warm-up" if step == 1 else time.strftime("%H:%M:%S", time.gmtime(eta))
+    )
     measured = "  ".join(
         f"{k} {row[k]:.4g}"
         for k in last
@@ -590,7 +594,7 @@ def _log_metrics(path, tb, step, window, paths, seconds, num_steps):
         measured,
         row["grad_global_norm"],
         row["steps_per_second"],
-        time.strftime("%H:%M:%S", time.gmtime(eta)),
+        eta_text,
     )
 
 
