@@ -223,12 +223,7 @@ def flags_text(c: runner.RunConfig) -> str:
         if c.clipping == mode:
             lines.append(line(name, c.clip_threshold))
     for name in (
-        "batch_size",
-        "grad_accum_steps",
-        "num_steps",
-        "log_every_steps",
-        "eval_every_steps",
-        "checkpoint_every_steps",
+        *runner.LOOP_COUNTS,
         "early_stopping_patience",
         "early_stopping_min_delta",
         "seed",

@@ -65,6 +65,15 @@ OPTIMIZER_HPARAMS = (
 LR_SCHEDULES = ("constant", "cosine", "step")
 CLIPPING = ("none", "value", "norm", "global_norm")
 STRATEGIES = ("default", "one_device", "mirrored", "tpu")
+# The loop's sizes and cadences, each a positive count.
+LOOP_COUNTS = (
+    "batch_size",
+    "grad_accum_steps",
+    "num_steps",
+    "log_every_steps",
+    "eval_every_steps",
+    "checkpoint_every_steps",
+)
 
 
 @dataclasses.dataclass
@@ -124,14 +133,7 @@ class RunConfig:
         _check_choice("lr_schedule", c.lr_schedule, LR_SCHEDULES)
         _check_choice("clipping", c.clipping, CLIPPING)
         _check_choice("strategy", c.strategy, STRATEGIES)
-        for name in (
-            "batch_size",
-            "grad_accum_steps",
-            "num_steps",
-            "log_every_steps",
-            "eval_every_steps",
-            "checkpoint_every_steps",
-        ):
+        for name in LOOP_COUNTS:
             _check_positive(name, getattr(c, name))
         if c.clipping == "none":
             c.clip_threshold = 0.0

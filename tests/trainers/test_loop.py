@@ -266,25 +266,12 @@ def test_mirrored_on_two_cpus_matches_default(task, tmp_path):
 
 
 def test_early_stopping_stops_and_says_so(task, tmp_path):
-    result = _train(
-        task,
-        tmp_path,
-        optimizer=keras.optimizers.SGD(1e-12),
-        num_steps=100,
-        eval_every_steps=5,
-        early_stopping_patience=2,
-    )
+    settings = dict(num_steps=100, eval_every_steps=5, early_stopping_patience=2)
+    result = _train(task, tmp_path, optimizer=keras.optimizers.SGD(1e-12), **settings)
     assert result.state == "completed" and result.step == 10
     assert "early stop at step 10" in result.message
     assert json.load(open(tmp_path / "status.json"))["early_stopped"] is True
-    again = _train(
-        task,
-        tmp_path,
-        optimizer=keras.optimizers.SGD(1e-12),
-        num_steps=100,
-        eval_every_steps=5,
-        early_stopping_patience=2,
-    )
+    again = _train(task, tmp_path, optimizer=keras.optimizers.SGD(1e-12), **settings)
     assert again.step == 10  # an early-stopped run is finished
     assert [r["step"] for r in _rows(tmp_path / "eval.jsonl")] == [0, 5, 10]
 
