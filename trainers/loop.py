@@ -36,12 +36,13 @@ class TrainResult:
     final_eval: dict | None
 
 
-def clip_gradients(grads, clipping: str, threshold: float, global_norm=None):
+def clip_gradients(grads, clipping: str, threshold: float, norm=None):
     """Clips like Keras' clipvalue / clipnorm / global_clipnorm, with TF ops.
 
     "norm" clips each variable's gradient to `threshold` separately (so it can
     change the direction of the whole gradient); "global_norm" rescales all
-    of them together (Pascanu et al. 2013), keeping the direction.
+    of them together (Pascanu et al. 2013), keeping the direction; `norm`
+    is their global norm when already known.
     """
     if clipping == "none":
         return list(grads)
@@ -50,7 +51,7 @@ def clip_gradients(grads, clipping: str, threshold: float, global_norm=None):
     if clipping == "norm":
         return [tf.clip_by_norm(g, threshold) for g in grads]
     if clipping == "global_norm":
-        return tf.clip_by_global_norm(grads, threshold, use_norm=global_norm)[0]
+        return tf.clip_by_global_norm(grads, threshold, use_norm=norm)[0]
     raise ValueError(f"Unknown clipping '{clipping}'.")
 
 
