@@ -30,6 +30,7 @@ from absl import app, flags  # noqa: E402
 import zoo  # noqa: E402
 from trainers import flags as gz_flags  # noqa: E402
 from trainers import loop  # noqa: E402
+from trainers.cli import parse_flags  # noqa: E402
 from zoo.tasks.base import classification_task  # noqa: E402
 
 # --depth, --width, --batch_size and --log_every_steps are the trainer's own
@@ -183,7 +184,7 @@ def main(argv):
 
 
 def run_main():
-    app.run(main, flags_parser=gz_flags.parse_flags)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from absl import flags
 
 import zoo
 from trainers import runner
-from trainers.cli import EXIT_USAGE, fail, parse_flags  # noqa: F401 (for the mains)
 from zoo import blocks
 
 

@@ -199,7 +199,8 @@ class TrainStep:
             if finite and self.diverged_at < 0:
                 self.strategy.run(self._apply, args=(grads,))
             elif self.diverged_at < 0:
-                # Skip the update so the weights stay the last good ones.
+                # Skip the update; train() then rolls the model back to the
+                # newest checkpoint known good.
                 step = tf.cast(self.optimizer.iterations, tf.int64) + 1
                 self.diverged_at.assign(step)
                 self.loss_was_finite.assign(loss_finite)

@@ -16,9 +16,11 @@ import inspect
 import os
 import platform
 
+import absl
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 import zoo
 from trainers import loop, rundir
@@ -292,14 +294,14 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def versions() -> dict:
-    import absl
-
+    """The versions that decide what a run computes, for config.json."""
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
+        "tensorflow_datasets": tfds.__version__,
         "numpy": np.__version__,
-        "absl": getattr(absl, "__version__", "unknown"),
+        "absl": absl.__version__,
     }
 
 

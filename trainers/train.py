@@ -22,6 +22,7 @@ from absl import app, logging  # noqa: E402
 
 from trainers import flags as gz_flags  # noqa: E402
 from trainers import loop, rundir, runner  # noqa: E402
+from trainers.cli import fail, parse_flags  # noqa: E402
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
@@ -35,7 +36,7 @@ def _interrupt(signum, frame):
 def main(argv):
     signal.signal(signal.SIGTERM, _interrupt)
     if len(argv) > 1:
-        gz_flags.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+        fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if gz_flags.NUM_CPU_DEVICES.value:
         runner.split_cpu(gz_flags.NUM_CPU_DEVICES.value)
     output_dir = gz_flags.OUTPUT_DIR.value
@@ -48,14 +49,14 @@ def main(argv):
             flags_text=gz_flags.flags_text(config.resolved()),
         )
     except ValueError as e:  # every user mistake is refused by prepare()
-        gz_flags.fail(e)
+        fail(e)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted before training started\n")
         sys.exit(EXIT_INTERRUPTED)
     try:
         result = run.train()
     except rundir.RunDirError as e:  # an unrestorable checkpoint
-        gz_flags.fail(e)
+        fail(e)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM; status.json says where
         status = rundir.read_json(os.path.join(output_dir, rundir.STATUS_FILE))
         sys.stderr.write(f"interrupted: {status['message']}\n")
@@ -70,7 +71,7 @@ def main(argv):
 def run_main():
     """Console-script entry point (gradzoo-train)."""
     gz_flags.flags.mark_flag_as_required("output_dir")
-    app.run(main, flags_parser=gz_flags.parse_flags)
+    app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,7 @@ import sys
 import pytest
 from absl.testing import flagsaver
 
-from trainers import flags as gz_flags
-from trainers import train
+from trainers import cli, train
 
 TINY = [
     "--depth=3",
@@ -28,7 +27,7 @@ def run_cli(capsys, *args):
     code = 0
     with flagsaver.flagsaver():
         try:
-            gz_flags.parse_flags(["train", *args])
+            cli.parse_flags(["train", *args])
             train.main(["train"])
         except SystemExit as e:
             code = e.code
@@ -37,7 +36,7 @@ def run_cli(capsys, *args):
 
 
 def assert_one_line_error(code, err, *needles):
-    assert code == gz_flags.EXIT_USAGE
+    assert code == cli.EXIT_USAGE
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in err, err
     for needle in needles:
