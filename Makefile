@@ -40,9 +40,12 @@ lint: install
 	$(BIN)/ruff format --check --line-length 88 zoo trainers analysis tests
 	$(BIN)/ruff check --line-length 88 --select E,F,W,I,B,UP --ignore B905 zoo trainers analysis tests
 
-# Steps/s of the instrumented step next to model.fit (about 2 minutes on 2 cores).
+# Steps/s of the instrumented step next to model.fit, a bare tape and PyTorch
+# (about 4 minutes on 2 cores). PyTorch is an optional extra: without it,
+# case (e) is skipped with a message.
 bench: install
-	$(BIN)/python -m trainers.benchmark
+	$(BIN)/pip install -q -e ".[bench]" || echo "torch not installed: case (e) is skipped"
+	$(BIN)/python -m trainers.benchmark --output_json=$(RUNS)/bench.json
 
 clean:
 	rm -rf $(VENV) $(RUNS) *.egg-info

@@ -25,6 +25,9 @@ setup(
     extras_require={
         "test": ["pytest>=7", "ruff"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
+        # Case (e) of trainers/benchmark.py. Any torch >= 2.0 works; the pin
+        # keeps pip from fetching a newer build with GBs of CUDA libraries.
+        "bench": ["torch==2.13.0"],
     },
     entry_points={
         "console_scripts": [

@@ -23,8 +23,9 @@ import re
 VANISHING_BELOW = 1e-3
 EXPLODING_ABOVE = 1e3
 
-# Hidden-layer kernels, e.g. "block07_dense/kernel"; the number is the depth.
-HIDDEN_KERNEL = r"^block(\d+)_\w+/kernel$"
+# Hidden-layer kernels, e.g. "block07_dense/kernel" or a recurrent layer's
+# input kernel "block01_rnn/lstm_cell/kernel"; the number is the depth.
+HIDDEN_KERNEL = r"^block(\d+)_\w+/(?:\w+_cell/)?kernel$"
 
 
 def l2_norm(t):
@@ -59,6 +60,36 @@ def global_norm(tensors):
 
     plain_is_exact = tf.math.is_finite(norm) & (norm > 1e-15)
     return tf.cond(plain_is_exact, lambda: norm, rescaled)
+
+
+def l2_norms(tensors):
+    """Every tensor's L2 norm, as one vector, safe like `l2_norm`.
+
+    One fused op per tensor (tf.nn.l2_loss) in the common case; the scaled
+    `l2_norm` of each runs only when some squared sum under- or overflowed.
+    A tensor of zeros also takes the scaled path (its norm 0 is then exact).
+    """
+    import tensorflow as tf
+
+    plain = tf.sqrt(2.0 * tf.stack([tf.nn.l2_loss(t) for t in tensors]))
+    plain_is_exact = tf.reduce_all(tf.math.is_finite(plain) & (plain > 1e-15))
+    return tf.cond(
+        plain_is_exact, lambda: plain, lambda: tf.stack([l2_norm(t) for t in tensors])
+    )
+
+
+def norm_of_norms(norms):
+    """sqrt(sum(norms^2)), the global norm from per-tensor norms, scaled.
+
+    Non-finite if any norm is (their sum carries the inf or NaN).
+    """
+    import tensorflow as tf
+
+    # reduce_max may skip a NaN: a non-finite entry must make the result so.
+    finite = tf.reduce_all(tf.math.is_finite(norms))
+    scale = tf.reduce_max(norms)
+    safe = tf.where(finite & (scale > 0), scale, tf.ones_like(scale))
+    return tf.where(finite, scale * tf.norm(norms / safe), tf.reduce_sum(norms))
 
 
 def layer_gradient_norms(

@@ -16,6 +16,7 @@ from trainers.rundir import (
     EVAL_FILE,
     METRICS_FILE,
     STATUS_FILE,
+    TEMPORAL_FILE,
     RunDirError,
     read_json,
     read_jsonl,
@@ -31,6 +32,9 @@ class Run:
     status: dict
     metrics: list[dict]  # metrics.jsonl rows in step order
     evals: list[dict]  # eval.jsonl rows in step order
+    # gradient_through_time.jsonl rows in step order; empty unless the run
+    # had log_gradient_through_time.
+    gradient_through_time: list[dict] = dataclasses.field(default_factory=list)
 
     @property
     def final_eval(self) -> dict | None:
@@ -60,4 +64,5 @@ def load_run(path: str) -> Run:
         status=_read_json(os.path.join(path, STATUS_FILE)),
         metrics=read_jsonl(os.path.join(path, METRICS_FILE)),
         evals=read_jsonl(os.path.join(path, EVAL_FILE)),
+        gradient_through_time=read_jsonl(os.path.join(path, TEMPORAL_FILE)),
     )

@@ -8,11 +8,13 @@ what config.json and flags.txt record.
 Tested by tests/trainers/test_train_main.py.
 """
 
+import inspect
+
 from absl import flags
 
 import zoo
 from trainers import runner
-from zoo import blocks
+from zoo import blocks, rnn
 
 
 def _positive(name):
@@ -48,17 +50,60 @@ INIT_STD = flags.DEFINE_float("init_std", None, "Std of the small_normal init.")
 NORM = flags.DEFINE_enum("norm", None, blocks.NORMS, "Normalization layer.")
 L1 = flags.DEFINE_float("l1", None, "L1 kernel penalty.", lower_bound=0.0)
 L2 = flags.DEFINE_float("l2", None, "L2 kernel penalty.", lower_bound=0.0)
+UNITS = flags.DEFINE_integer("units", None, "Recurrent units per layer.", lower_bound=1)
+NUM_LAYERS = flags.DEFINE_integer(
+    "num_layers", None, "Stacked recurrent layers.", lower_bound=1
+)
+RECURRENT_INITIALIZER = flags.DEFINE_enum(
+    "recurrent_initializer",
+    None,
+    rnn.RECURRENT_INITIALIZERS,
+    "Recurrent kernel at init: spectral_radius x (orthogonal | identity | "
+    "N(0, 1/n) rescaled).",
+)
+SPECTRAL_RADIUS = flags.DEFINE_float(
+    "spectral_radius", None, "Spectral radius of the recurrent kernel at init."
+)
+UNIT_FORGET_BIAS = flags.DEFINE_bool(
+    "unit_forget_bias", None, "lstm: forget-gate bias 1 at init."
+)
+RECURRENT_L1 = flags.DEFINE_float(
+    "recurrent_l1", None, "L1 recurrent-kernel penalty.", lower_bound=0.0
+)
+RECURRENT_L2 = flags.DEFINE_float(
+    "recurrent_l2", None, "L2 recurrent-kernel penalty.", lower_bound=0.0
+)
 _positive("init_std")
 MODEL_FLAGS = (
     "depth",
     "width",
+    "units",
+    "num_layers",
     "activation",
     "initializer",
     "init_std",
+    "recurrent_initializer",
+    "spectral_radius",
+    "unit_forget_bias",
     "norm",
     "l1",
     "l2",
+    "recurrent_l1",
+    "recurrent_l2",
 )
+
+# The task's own arguments (generated tasks).
+SEQUENCE_LENGTH = flags.DEFINE_integer(
+    "sequence_length", None, "Sequence tasks: time steps per example."
+)
+NUM_TRAIN = flags.DEFINE_integer(
+    "num_train", None, "Generated tasks: training examples."
+)
+NUM_EVAL = flags.DEFINE_integer(
+    "num_eval", None, "Generated tasks: evaluation examples."
+)
+DATA_SEED = flags.DEFINE_integer("data_seed", None, "Generated tasks: data seed.")
+TASK_FLAGS = ("sequence_length", "num_train", "num_eval", "data_seed")
 
 # How it is trained.
 OPTIMIZER = flags.DEFINE_enum("optimizer", "sgd", list(runner.OPTIMIZERS), "Optimizer.")
@@ -151,6 +196,12 @@ NUM_CPU_DEVICES = flags.DEFINE_integer(
 JIT_COMPILE = flags.DEFINE_bool(
     "jit_compile", False, "XLA-compile the step (measured slower on CPU)."
 )
+LOG_GRADIENT_THROUGH_TIME = flags.DEFINE_bool(
+    "log_gradient_through_time",
+    False,
+    "Recurrent models: at logging steps, record ||dL/dh_t|| and ||dL/dx_t|| "
+    "for every time step t of a fixed eval batch (gradient_through_time.jsonl).",
+)
 
 
 def config_from_flags() -> runner.RunConfig:
@@ -169,10 +220,19 @@ def config_from_flags() -> runner.RunConfig:
         if name not in takes:
             raise ValueError(f"--{name} does not apply to --model={MODEL.value}")
         model_kwargs[name] = f[name].value
+    task_takes = inspect.signature(zoo.task_spec(TASK.value).loader).parameters
+    task_kwargs = {}
+    for name in TASK_FLAGS:
+        if f[name].value is None:
+            continue
+        if name not in task_takes:
+            raise ValueError(f"--{name} does not apply to --task={TASK.value}")
+        task_kwargs[name] = f[name].value
     return runner.RunConfig(
         model=MODEL.value,
         model_kwargs=model_kwargs,
         task=TASK.value,
+        task_kwargs=task_kwargs,
         optimizer=OPTIMIZER.value,
         learning_rate=LEARNING_RATE.value,
         optimizer_kwargs={
@@ -194,6 +254,7 @@ def config_from_flags() -> runner.RunConfig:
         seed=SEED.value,
         strategy=STRATEGY.value,
         jit_compile=JIT_COMPILE.value,
+        log_gradient_through_time=LOG_GRADIENT_THROUGH_TIME.value,
         data_dir=DATA_DIR.value,
     )
 
@@ -209,6 +270,7 @@ def flags_text(c: runner.RunConfig) -> str:
         )
 
     lines = [line("model", c.model), line("task", c.task)]
+    lines += [line(k, v) for k, v in c.task_kwargs.items() if k in TASK_FLAGS]
     lines += [line(k, v) for k, v in c.model_kwargs.items() if k in MODEL_FLAGS]
     lines += [line("optimizer", c.optimizer), line("learning_rate", c.learning_rate)]
     lines += [line(k, v) for k, v in c.optimizer_kwargs.items()]
@@ -228,6 +290,7 @@ def flags_text(c: runner.RunConfig) -> str:
         "seed",
         "strategy",
         "jit_compile",
+        "log_gradient_through_time",
     ):
         lines.append(line(name, getattr(c, name)))
     if NUM_CPU_DEVICES.value:

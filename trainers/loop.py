@@ -22,10 +22,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from analysis.gradients import global_norm, l2_norm
+from analysis.gradients import global_norm, l2_norms, norm_of_norms
 from trainers import rundir
 
 EXIT_DIVERGED = 3  # process exit code of a run that ended as "diverged"
+# Examples (the first ones of the eval split) whose gradient through time is
+# recorded at logging steps when asked for: the same batch every time, so the
+# rows show the model changing, not the data.
+PROBE_BATCH = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,9 +163,11 @@ class TrainStep:
         # only logging steps pay for the per-variable norms. Both are safe
         # from float32 under/overflow: a vanishing or exploding gradient's
         # norm is the point.
-        stats["grad_global_norm"] = global_norm(grads)
         if with_norms:
-            stats["grad_norms"] = tf.stack([l2_norm(g) for g in grads])
+            stats["grad_norms"] = l2_norms(grads)
+            stats["grad_global_norm"] = norm_of_norms(stats["grad_norms"])
+        else:
+            stats["grad_global_norm"] = global_norm(grads)
         # Which variables went non-finite, looked at before clipping (which
         # can turn an inf into the threshold) and only when something did.
         stats["nonfinite"] = tf.cond(
@@ -324,6 +330,7 @@ def train(
     early_stopping_min_delta: float = 0.0,
     strategy=None,
     jit_compile: bool = False,
+    log_gradient_through_time: bool = False,
 ) -> TrainResult:
     """Trains `model` on `task`, writing metrics, evals, checkpoints into output_dir.
 
@@ -335,6 +342,11 @@ def train(
       A TrainResult: "completed" (including early stops) or "diverged" (a
       non-finite loss, gradient or weight; the model is restored from the
       newest checkpoint known good, see `_roll_back`, and saved).
+
+    With `log_gradient_through_time`, step 0 and every logging step append
+    ||dL/dh_t|| and ||dL/dx_t|| for all time steps t of a fixed probe batch
+    (analysis.temporal.gradient_through_time, outside the compiled step) to
+    gradient_through_time.jsonl.
 
     Raises:
       rundir.RunDirError: the checkpoint cannot be restored.
@@ -362,7 +374,7 @@ def train(
         return finished
     start = _restore(ckpt, manager)
     # Rows written after the checkpoint are replayed, so drop them.
-    for name in (rundir.METRICS_FILE, rundir.EVAL_FILE):
+    for name in (rundir.METRICS_FILE, rundir.EVAL_FILE, rundir.TEMPORAL_FILE):
         rundir.truncate_jsonl(path(name), start if start > 0 else -1)
 
     stopper = EarlyStopping(
@@ -395,10 +407,16 @@ def train(
         manager.save(checkpoint_number=step)
         rundir.write_status(output_dir, "running", step, message)
 
+    log_temporal = None
+    if log_gradient_through_time:
+        log_temporal = _temporal_logger(model, task, path(rundir.TEMPORAL_FILE), tb)
+
     rundir.write_status(output_dir, "running", start, f"started at step {start}")
     if start == 0:
         last_eval = log_eval(0)  # evaluate before the first step
         stopper.update(0, last_eval[task.main_metric])
+        if log_temporal is not None:
+            log_temporal(0)  # the profile at init
         checkpoint(0, "initial state")  # a divergence at step 2 rolls back to it
 
     dataset = task.train_dataset(
@@ -433,6 +451,8 @@ def train(
                     seconds,
                     num_steps,
                 )
+                if log_temporal is not None:
+                    log_temporal(step)
                 window, window_start, host_seconds = [], time.time(), 0.0
                 host_start = window_start
             if eval_now:
@@ -598,6 +618,40 @@ def _log_metrics(path, tb, step, window, paths, seconds, num_steps):
         row["steps_per_second"],
         eta_text,
     )
+
+
+def _temporal_logger(model, task, path, tb):
+    """A function(step) that appends the probe batch's gradient through time."""
+    from analysis import temporal  # imported only by runs that ask for it
+
+    x, y = next(iter(task.eval_dataset(PROBE_BATCH)))
+
+    def log(step):
+        g = temporal.gradient_through_time(model, x, y, task.loss)
+        row = {
+            "step": step,
+            "wall_time": time.time(),
+            "layer": g.layer,
+            "input_ratio": float(g.input_ratio),
+            "state_ratio": float(g.state_ratio),
+            "decay_rate": float(g.decay_rate()),
+            "input_grad_norms": g.input_grad_norms.tolist(),
+            "state_grad_norms": g.state_grad_norms.tolist(),
+        }
+        rundir.append_jsonl(path, row)
+        with tb.as_default(step=step):
+            for k in ("input_ratio", "state_ratio", "decay_rate"):
+                tf.summary.scalar(f"gradient_through_time/{k}", row[k])
+        logging.info(
+            "step %d  gradient through time (%s): |dL/dx_1|/|dL/dx_T| %.3g, "
+            "%.3g per step",
+            step,
+            g.layer,
+            row["input_ratio"],
+            row["decay_rate"],
+        )
+
+    return log
 
 
 def _save_model(model, path):

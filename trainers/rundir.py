@@ -21,6 +21,8 @@ CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.jsonl"
+# Written only by runs with log_gradient_through_time: one row per logging step.
+TEMPORAL_FILE = "gradient_through_time.jsonl"
 CKPT_DIR = "ckpt"
 TB_DIR = "tb"
 MODEL_FILE = "model.keras"
@@ -154,6 +156,7 @@ RUN_FILES = (
     STATUS_FILE,
     METRICS_FILE,
     EVAL_FILE,
+    TEMPORAL_FILE,
     CKPT_DIR,
     TB_DIR,
     MODEL_FILE,

@@ -112,6 +112,7 @@ class RunConfig:
     seed: int = 0
     strategy: str = "default"
     jit_compile: bool = False
+    log_gradient_through_time: bool = False  # recurrent models only
     data_dir: str | None = None
 
     def resolved(self) -> "RunConfig":
@@ -128,7 +129,13 @@ class RunConfig:
                 f"Model '{c.model}' takes {' or '.join(spec.input_kinds)} inputs, "
                 f"but task '{c.task}' gives {task_spec.input_kind} inputs."
             )
+        if c.log_gradient_through_time and "sequence" not in spec.input_kinds:
+            raise ValueError(
+                f"log_gradient_through_time needs a recurrent model; "
+                f"'{c.model}' has no recurrent layer."
+            )
         c.model_kwargs = spec.resolve(**c.model_kwargs)
+        c.task_kwargs = _resolve_task(task_spec, c.task_kwargs)
         c.optimizer_kwargs, c.learning_rate = _resolve_optimizer(
             c.optimizer, c.optimizer_kwargs, c.learning_rate
         )
@@ -174,6 +181,23 @@ class RunConfig:
     def from_dict(cls, d: dict) -> "RunConfig":
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in fields})
+
+
+def _resolve_task(spec, kwargs):
+    """The task loader's arguments with its defaults made explicit."""
+    params = inspect.signature(spec.loader).parameters
+    defaults = {
+        k: p.default
+        for k, p in params.items()
+        if k != "data_dir" and p.default is not inspect.Parameter.empty
+    }
+    unknown = sorted(set(kwargs) - set(defaults))
+    if unknown:
+        raise ValueError(
+            f"Task '{spec.name}' takes no argument {', '.join(unknown)}. "
+            f"It takes: {', '.join(sorted(defaults)) or 'no arguments'}."
+        )
+    return {**defaults, **kwargs}
 
 
 def _check_choice(name, value, known):
@@ -336,6 +360,7 @@ class Run:
             early_stopping_min_delta=c.early_stopping_min_delta,
             strategy=self.strategy,
             jit_compile=c.jit_compile,
+            log_gradient_through_time=c.log_gradient_through_time,
         )
 
 
@@ -373,6 +398,7 @@ def prepare(
             c.model,
             input_shape=task.input_shape,
             num_outputs=task.num_outputs,
+            output_per_step=task.output_per_step,
             **c.model_kwargs,
         )
         optimizer = make_optimizer(c)
@@ -383,6 +409,7 @@ def prepare(
         "task_info": {
             "input_shape": list(task.input_shape),
             "num_outputs": task.num_outputs,
+            "output_per_step": task.output_per_step,
             "num_train": len(task.x_train),
             "num_eval": len(task.x_eval),
             "main_metric": task.main_metric,

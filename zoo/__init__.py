@@ -10,9 +10,10 @@ Tested by tests/zoo.
 
 # The family modules register their builders when imported; importing them
 # here, by name, keeps the registry complete without hidden import magic.
-from zoo import mlp  # noqa: F401
+from zoo import mlp, rnn  # noqa: F401
 from zoo.pairs import Arm, Pair, get_pair, list_pairs
 from zoo.registry import ModelSpec, get_model, list_models, model_spec, register_model
+from zoo.rnn import RecurrentInitializer, hidden_state_model, recurrent_layers
 from zoo.tasks import (
     Task,
     TaskDataError,
@@ -26,15 +27,18 @@ __all__ = [
     "Arm",
     "ModelSpec",
     "Pair",
+    "RecurrentInitializer",
     "Task",
     "TaskDataError",
     "get_model",
     "get_pair",
+    "hidden_state_model",
     "list_models",
     "list_pairs",
     "list_tasks",
     "load_task",
     "model_spec",
+    "recurrent_layers",
     "register_model",
     "register_task",
     "task_spec",

@@ -75,6 +75,11 @@ class Pair:
 
 
 _DEEP_SIGMOID = {"depth": 20, "width": 64, "activation": "sigmoid"}
+# Only settings all three recurrent models take, so the switch is the cell
+# alone; each keeps its defaults: tanh, glorot_uniform input kernels, an
+# orthogonal recurrent block per gate (radius 1) and, for the LSTM, a unit
+# forget bias.
+_RECURRENT = {"units": 128}
 
 PAIRS = {
     p.name: p
@@ -144,6 +149,30 @@ PAIRS = {
             "input; the normalized init keeps it flatter",
             reference="Glorot & Bengio 2010, Understanding the difficulty of training "
             "deep feedforward neural networks",
+        ),
+        Pair(
+            name="rnn_lstm",
+            question="Does the LSTM's gated cell carry a gradient across 100 steps "
+            "where a vanilla RNN's does not?",
+            baseline=Arm("vanilla_rnn"),
+            treatment=Arm("lstm"),
+            shared=_RECURRENT,
+            task="adding",
+            expectation="on the adding problem at T=100 the LSTM's MSE falls far "
+            "below the 1/6 baseline while the vanilla RNN stays near it",
+            reference="Hochreiter & Schmidhuber 1997, Long Short-Term Memory",
+        ),
+        Pair(
+            name="rnn_gru",
+            question="Does the GRU's update gate do the same with fewer gates?",
+            baseline=Arm("vanilla_rnn"),
+            treatment=Arm("gru"),
+            shared=_RECURRENT,
+            task="adding",
+            expectation="on the adding problem at T=100 the GRU's MSE falls far "
+            "below the 1/6 baseline while the vanilla RNN stays near it",
+            reference="Cho et al. 2014, Learning Phrase Representations using RNN "
+            "Encoder-Decoder for Statistical Machine Translation",
         ),
     ]
 }

@@ -17,8 +17,10 @@ from collections.abc import Callable, Mapping
 
 import keras
 
-# Keyword arguments every builder takes from the task, not from the user.
-TASK_ARGUMENTS = ("input_shape", "num_outputs")
+# Keyword arguments a builder takes from the task, not from the user. Every
+# builder takes the first two; only sequence models take "output_per_step"
+# (a prediction at every time step, as copy_memory needs, not one at the end).
+TASK_ARGUMENTS = ("input_shape", "num_outputs", "output_per_step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +31,11 @@ class ModelSpec:
     builder: Callable[..., keras.Model]
     input_kinds: tuple[str, ...]
     tiny: Mapping[str, object]
+
+    @property
+    def predicts_per_step(self) -> bool:
+        """Whether the builder can output a prediction at every time step."""
+        return "output_per_step" in inspect.signature(self.builder).parameters
 
     def defaults(self) -> dict[str, object]:
         """The builder's hyper-parameters and their defaults (no task args)."""
@@ -90,4 +97,10 @@ def get_model(name: str, **kwargs) -> keras.Model:
     """Builds the registered model `name` with the given keyword arguments."""
     spec = model_spec(name)
     task_args = {k: kwargs.pop(k) for k in TASK_ARGUMENTS if k in kwargs}
+    if task_args.get("output_per_step") and not spec.predicts_per_step:
+        raise ValueError(
+            f"Model '{name}' makes one prediction per example, not one per time step."
+        )
+    if not task_args.get("output_per_step", True):
+        del task_args["output_per_step"]
     return spec.builder(**task_args, **spec.resolve(**kwargs))

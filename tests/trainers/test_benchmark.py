@@ -1,18 +1,81 @@
 """The benchmark runs end to end at toy size (speed is never asserted)."""
 
+import importlib.util
+
+import keras
+import pytest
+
+import zoo
 from trainers import benchmark
 
+TOY = {
+    "mlp": benchmark.BenchModel(
+        "plain_mlp", dict(depth=2, width=8), (6,), 3, False, 16, "toy MLP"
+    ),
+    "lstm": benchmark.BenchModel("lstm", dict(units=4), (5, 2), 1, True, 8, "toy LSTM"),
+}
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
-def test_benchmark_measures_every_case_at_toy_size():
-    results = benchmark.measure(
-        depth=2, width=8, batch_size=16, steps=3, repeats=2, log_every_steps=2
-    )
-    assert set(results) == {
-        "a_gradzoo_norms_every_2",
+
+@pytest.mark.parametrize("name", sorted(TOY))
+def test_every_case_runs_at_toy_size(name):
+    m = benchmark.measure(name, TOY[name], repeats=2, block_seconds=0.01, steps=3)
+    cases = set(m["cases"])
+    expected = {
+        "a_gradzoo_norms_every_100",
         "b_gradzoo_norms_every_step",
         "c_keras_fit",
         "d_bare_tape",
     }
-    assert all(len(r) == 2 and min(r) > 0 for r in results.values())
+    assert cases == expected | ({"e_pytorch_eager"} if HAS_TORCH else set())
+    for c in m["cases"].values():
+        assert len(c["steps_per_second"]) == 2 and min(c["steps_per_second"]) > 0
+        assert c["flops_per_second"] > 0 and c["peak_rss_mb"] > 0
+    assert m["cases"]["c_keras_fit"]["ratio_to_c"] == 1.0
+
+
+def test_flop_count_matches_the_formula():
+    mlp = zoo.get_model("plain_mlp", input_shape=(6,), num_outputs=3, depth=2, width=8)
+    # 3 x 2 x (6*8 + 8*8 + 8*3) matmul FLOPs per example.
+    assert benchmark.train_flops_per_example(mlp) == 3 * 2 * (48 + 64 + 24)
+    lstm = zoo.get_model("lstm", input_shape=(5, 2), num_outputs=1, units=4)
+    # Per time step the kernel [2, 16] and recurrent kernel [4, 16]; head [4, 1].
+    assert benchmark.train_flops_per_example(lstm) == 3 * 2 * (5 * (32 + 64) + 4)
+
+
+def test_checks_and_table_from_results():
+    fake = {"steps_per_second": [1.0], "flops_per_second": 5e9, "peak_rss_mb": 1.0}
+    cases = {
+        k: {**fake, "median": v, "ratio_to_c": v / 100}
+        for k, v in {
+            "a_gradzoo_norms_every_100": 105.0,
+            "b_gradzoo_norms_every_step": 95.0,
+            "c_keras_fit": 100.0,
+            "d_bare_tape": 100.0,
+        }.items()
+    }
+    results = {
+        "peak_flops_per_second": 1e10,
+        "models": {
+            "mlp_50x128": {
+                "description": "x",
+                "steps_per_block": 3,
+                "train_flops_per_step": 1e8,
+                "cases": cases,
+            }
+        },
+    }
+    results["checks"] = benchmark.checks(results)
+    values = {c["check"]: c["value"] for c in results["checks"]}
+    assert values["(a)/(c) on mlp_50x128"] == pytest.approx(1.05)
+    assert values["(b)/(d) overhead on mlp_50x128"] == pytest.approx(0.05)
+    assert values["(a)/(e) on mlp_50x128"] is None  # no torch case
     table = benchmark.format_results(results)
-    assert "c_keras_fit" in table and "1.00" in table
+    assert "1.05" in table and "not measured" in table and "50%" in table
+
+
+def test_models_table_builds_every_model_at_its_real_size():
+    for name, bm in benchmark.MODELS.items():
+        keras.backend.clear_session()
+        model = benchmark._keras_model(bm)
+        assert model.count_params() > 0, name

@@ -1,4 +1,7 @@
-"""Every registered model builds; the MLP pair's exact shapes, names and errors."""
+"""Every registered model builds; the MLP pair's exact shapes, names and errors.
+
+The recurrent family's own tests are in test_rnn.py.
+"""
 
 import keras
 import numpy as np
@@ -19,6 +22,23 @@ def test_every_registered_model_builds_tiny_and_returns_logits(name):
         )
         out = model(np.zeros((2, *INPUTS[kind]), np.float32))
         assert out.shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in zoo.list_models() if zoo.model_spec(n).predicts_per_step]
+)
+def test_per_step_models_return_logits_at_every_time_step(name):
+    spec = zoo.model_spec(name)
+    assert spec.input_kinds == ("sequence",)
+    model = zoo.get_model(
+        name,
+        input_shape=INPUTS["sequence"],
+        num_outputs=3,
+        output_per_step=True,
+        **spec.tiny,
+    )
+    out = model(np.zeros((2, *INPUTS["sequence"]), np.float32))
+    assert out.shape == (2, INPUTS["sequence"][0], 3)
 
 
 def test_mlp_parameter_count_is_exact():
@@ -160,9 +180,8 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs, match):
 
 
 def test_unknown_model_lists_known_ones():
-    with pytest.raises(
-        ValueError, match="Unknown model 'mlp'. Known models: plain_mlp, residual_mlp"
-    ):
+    known = ", ".join(zoo.list_models())
+    with pytest.raises(ValueError, match=f"Unknown model 'mlp'. Known models: {known}"):
         zoo.get_model("mlp", input_shape=(3,), num_outputs=2)
 
 

@@ -19,7 +19,11 @@ from zoo.tasks import (
     register_task,
     task_spec,
 )
-from zoo.tasks.base import classification_baselines, classification_task
+from zoo.tasks.base import (
+    RegressionTask,
+    classification_baselines,
+    classification_task,
+)
 from zoo.tasks.catalog import CATALOG
 from zoo.tasks.digits import load_digits_arrays
 
@@ -58,7 +62,16 @@ def take(dataset, count):
 
 
 def test_registry_lists_every_task():
-    assert list_tasks() == ["cifar10", "digits", "fashion_mnist", "mnist", "teacher"]
+    assert list_tasks() == [
+        "adding",
+        "cifar10",
+        "copy_memory",
+        "digits",
+        "fashion_mnist",
+        "mnist",
+        "teacher",
+        "temporal_order",
+    ]
 
 
 @pytest.mark.parametrize("name", list_tasks())
@@ -75,27 +88,39 @@ def test_every_task_loads_with_its_tiny_arguments(name, data_dir):
     assert task.input_kind == spec.input_kind
     if mocked:
         assert task.input_shape == CATALOG_SHAPES[name]
+    regression = isinstance(task, RegressionTask)
     for x, y in [(task.x_train, task.y_train), (task.x_eval, task.y_eval)]:
-        assert x.dtype == np.float32 and y.dtype == np.int32
+        assert x.dtype == np.float32
         assert x.shape == (len(y), *task.input_shape)
-        assert 0 <= y.min() and y.max() < task.num_outputs
+        if regression:
+            assert y.dtype == np.float32 and y.shape == (len(x), task.num_outputs)
+        else:
+            assert y.dtype == np.int32
+            assert 0 <= y.min() and y.max() < task.num_outputs
     if task.input_kind == "image":
         # Scaled to [0, 1], and not to a sliver of it.
         assert task.x_train.min() >= 0 and 0.5 < task.x_train.max() <= 1
-    assert set(task.baselines) == {"accuracy", "loss"}
+    # A baseline for the loss and every metric, so each is printed beside it.
+    logits_shape = [8, task.num_outputs]
+    if task.output_per_step:
+        logits_shape.insert(1, task.input_shape[0])
+    logits = tf.zeros(logits_shape)
+    metrics = task.metrics(task.y_eval[:8], logits)
+    assert set(task.baselines) == {"loss", *metrics}
     assert task.description and "\n" not in task.description
 
     x, y = next(iter(task.train_dataset(8, seed=0)))
-    assert x.shape == (8, *task.input_shape) and y.shape == (8,)
-    logits = tf.zeros([8, task.num_outputs])
+    assert x.shape == (8, *task.input_shape)
+    assert y.shape == (8, *task.y_train.shape[1:])
     assert task.loss(y, logits).shape == (8,)
-    assert task.metrics(y, logits)[task.main_metric].shape == (8,)
+    measured = {"loss": task.loss(y, logits), **task.metrics(y, logits)}
+    assert measured[task.main_metric].shape == (8,)
     eval_labels = np.concatenate([y for _, y in task.eval_dataset(16)])
     np.testing.assert_array_equal(eval_labels, task.y_eval)
 
 
 def test_unknown_task_name_lists_the_known_ones():
-    known = "cifar10, digits, fashion_mnist, mnist, teacher"
+    known = ", ".join(list_tasks())
     with pytest.raises(
         ValueError, match=rf"Unknown task 'foo'\. Known tasks: {known}\."
     ):

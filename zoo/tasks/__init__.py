@@ -2,16 +2,19 @@
 
     >>> import zoo
     >>> zoo.list_tasks()
-    ['cifar10', 'digits', 'fashion_mnist', 'mnist', 'teacher']
+    ['adding', 'cifar10', 'copy_memory', 'digits', 'fashion_mnist', 'mnist',
+     'teacher', 'temporal_order']
     >>> task = zoo.load_task("digits", data_dir="/tmp/tfds")
 
-Tested by tests/zoo/test_tasks.py.
+Tested by tests/zoo/test_tasks.py and tests/zoo/test_sequence_tasks.py.
 """
 
 # The task modules register their loaders when imported; importing them here,
 # by name, keeps the registry complete without hidden import magic.
-from zoo.tasks import catalog, digits, teacher  # noqa: F401
+from zoo.tasks import catalog, digits, sequence, teacher  # noqa: F401
 from zoo.tasks.base import (
+    RegressionTask,
+    SequenceLabelTask,
     Task,
     TaskDataError,
     TaskSpec,
@@ -22,6 +25,8 @@ from zoo.tasks.base import (
 )
 
 __all__ = [
+    "RegressionTask",
+    "SequenceLabelTask",
     "Task",
     "TaskDataError",
     "TaskSpec",

@@ -4,6 +4,11 @@ A task is in-memory NumPy data plus the loss, metrics and `tf.data` pipelines
 a trainer needs. Its training batches are a pure function of (seed, step), so
 a checkpoint that stores only the step resumes bit for bit.
 
+`Task` classifies whole examples; `RegressionTask` predicts real targets and
+`SequenceLabelTask` classifies every time step of a sequence. Each has a
+constructor that computes its input-independent baselines from the data:
+`classification_task`, `regression_task` and `sequence_label_task`.
+
     >>> import zoo
     >>> task = zoo.load_task("teacher", num_train=1024)
     >>> x, y = next(iter(task.train_dataset(128, seed=0, start_step=7)))
@@ -45,6 +50,10 @@ class Task:
     higher_is_better: bool
     baselines: Mapping[str, float]
     description: str
+    # True when the model must predict at every time step (logits
+    # [batch, T, classes]) rather than once per example; the trainer passes it
+    # on to the model builder.
+    output_per_step: bool = False
 
     def loss(self, y_true, logits) -> tf.Tensor:
         """Per-example softmax cross-entropy from logits, shape [batch]."""
@@ -66,7 +75,9 @@ class Task:
 
         Each epoch is a fresh permutation of the training set drawn from
         (seed, epoch) by a stateless op, and the last partial batch of an epoch
-        is dropped, so every example is seen exactly once per epoch.
+        is dropped, so every example is seen exactly once per epoch. Rows of x
+        and y are gathered together, whatever y's shape: [N] labels, [N, T]
+        per-step labels or [N, outputs] regression targets.
 
         Args:
           batch_size: Examples per batch; at most the number of training examples.
@@ -112,6 +123,62 @@ class Task:
         return ds.batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class RegressionTask(Task):
+    """A task with real targets y, float32 [N, num_outputs], scored by squared error.
+
+    The model's outputs are the predictions themselves (no softmax). The main
+    metric is fixed by the type: "mse", lower is better.
+    """
+
+    main_metric: str = dataclasses.field(default="mse", init=False)
+    higher_is_better: bool = dataclasses.field(default=False, init=False)
+
+    def loss(self, y_true, outputs) -> tf.Tensor:
+        """Per-example squared error averaged over the output axis, shape [batch]."""
+        error = tf.cast(outputs, tf.float32) - tf.cast(y_true, tf.float32)
+        return tf.reduce_mean(tf.square(error), axis=-1)
+
+    def metrics(self, y_true, outputs) -> dict[str, tf.Tensor]:
+        """{"mse": the loss}, so evaluation reports it under its own name."""
+        return {"mse": self.loss(y_true, outputs)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class SequenceLabelTask(Task):
+    """A label at every time step: y int32 [N, T], logits [batch, T, classes].
+
+    The loss averages cross-entropy over all T steps; "recall_accuracy" scores
+    only the last `scored_steps` steps, where the answer is (for copy memory,
+    the 10 recalled symbols; every earlier step is a trivially predictable
+    blank). The main metric is the loss, lower is better: accuracy on the
+    recall steps stays at chance for a long while before it moves.
+    """
+
+    scored_steps: int
+    main_metric: str = dataclasses.field(default="loss", init=False)
+    higher_is_better: bool = dataclasses.field(default=False, init=False)
+    output_per_step: bool = dataclasses.field(default=True, init=False)
+
+    def __post_init__(self):
+        steps = self.y_train.shape[1]
+        if not 1 <= self.scored_steps <= steps:
+            raise ValueError(
+                f"{self.name}: scored_steps must be between 1 and {steps}. "
+                f"Received: scored_steps={self.scored_steps}"
+            )
+
+    def loss(self, y_true, logits) -> tf.Tensor:
+        """Per-example softmax cross-entropy averaged over steps, shape [batch]."""
+        return tf.reduce_mean(super().loss(y_true, logits), axis=-1)
+
+    def metrics(self, y_true, logits) -> dict[str, tf.Tensor]:
+        """Per-example accuracy over the last `scored_steps` steps, shape [batch]."""
+        last = -self.scored_steps
+        correct = super().metrics(y_true[:, last:], logits[:, last:])["accuracy"]
+        return {"recall_accuracy": tf.reduce_mean(correct, axis=-1)}
+
+
 def classification_baselines(
     y_train: np.ndarray, y_eval: np.ndarray, num_classes: int
 ) -> dict[str, float]:
@@ -129,6 +196,36 @@ def classification_baselines(
     return {"accuracy": float(accuracy), "loss": float(loss)}
 
 
+def regression_baselines(y_train: np.ndarray, y_eval: np.ndarray) -> dict[str, float]:
+    """The evaluation mse (= loss) of the best constant: the training mean of y."""
+    mean = np.mean(y_train, axis=0, dtype=np.float64)
+    mse = np.mean((y_eval - mean) ** 2)
+    return {"mse": float(mse), "loss": float(mse)}
+
+
+def sequence_label_baselines(
+    y_train: np.ndarray, y_eval: np.ndarray, num_classes: int, scored_steps: int
+) -> dict[str, float]:
+    """What a memoryless model, one that sees only the step index, scores.
+
+    At each step it predicts the training label frequencies of that step:
+    `classification_baselines` per step, averaged over all steps for "loss"
+    and over the last `scored_steps` steps for "recall_accuracy".
+    """
+    per_step = [
+        classification_baselines(y_train[:, t], y_eval[:, t], num_classes)
+        for t in range(y_train.shape[1])
+    ]
+    loss = np.mean([b["loss"] for b in per_step])
+    accuracy = np.mean([b["accuracy"] for b in per_step[-scored_steps:]])
+    return {"loss": float(loss), "recall_accuracy": float(accuracy)}
+
+
+def _check_not_empty(name: str, x_train: np.ndarray, x_eval: np.ndarray) -> None:
+    if len(x_train) == 0 or len(x_eval) == 0:
+        raise TaskDataError(f"{name}: the training or evaluation split is empty.")
+
+
 def classification_task(
     name: str,
     *,
@@ -141,8 +238,7 @@ def classification_task(
     description: str,
 ) -> Task:
     """A Task with float32 inputs, int32 labels and baselines from the data."""
-    if len(x_train) == 0 or len(x_eval) == 0:
-        raise TaskDataError(f"{name}: the training or evaluation split is empty.")
+    _check_not_empty(name, x_train, x_eval)
     y_train, y_eval = y_train.astype(np.int32), y_eval.astype(np.int32)
     return Task(
         name=name,
@@ -157,6 +253,63 @@ def classification_task(
         higher_is_better=True,
         baselines=classification_baselines(y_train, y_eval, num_classes),
         description=description,
+    )
+
+
+def regression_task(
+    name: str,
+    *,
+    input_kind: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    description: str,
+) -> RegressionTask:
+    """A RegressionTask with float32 arrays; y is [N, num_outputs]."""
+    _check_not_empty(name, x_train, x_eval)
+    y_train, y_eval = y_train.astype(np.float32), y_eval.astype(np.float32)
+    return RegressionTask(
+        name=name,
+        input_kind=input_kind,
+        input_shape=tuple(x_train.shape[1:]),
+        num_outputs=y_train.shape[1],
+        x_train=x_train.astype(np.float32),
+        y_train=y_train,
+        x_eval=x_eval.astype(np.float32),
+        y_eval=y_eval,
+        baselines=regression_baselines(y_train, y_eval),
+        description=description,
+    )
+
+
+def sequence_label_task(
+    name: str,
+    *,
+    input_kind: str,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_eval: np.ndarray,
+    y_eval: np.ndarray,
+    num_classes: int,
+    scored_steps: int,
+    description: str,
+) -> SequenceLabelTask:
+    """A SequenceLabelTask with float32 inputs and int32 labels y [N, T]."""
+    _check_not_empty(name, x_train, x_eval)
+    y_train, y_eval = y_train.astype(np.int32), y_eval.astype(np.int32)
+    return SequenceLabelTask(
+        name=name,
+        input_kind=input_kind,
+        input_shape=tuple(x_train.shape[1:]),
+        num_outputs=num_classes,
+        x_train=x_train.astype(np.float32),
+        y_train=y_train,
+        x_eval=x_eval.astype(np.float32),
+        y_eval=y_eval,
+        baselines=sequence_label_baselines(y_train, y_eval, num_classes, scored_steps),
+        description=description,
+        scored_steps=scored_steps,
     )
 
 

@@ -1,0 +1,369 @@
+"""The recurrent family: `vanilla_rnn`, `lstm` and `gru`, one body, one switch.
+
+The three models share every layer but the recurrent cell: `num_layers`
+recurrent layers `blockNN_rnn`, an optional LayerNorm after each, and a linear
+`head_dense`. So "does the gated cell fix the gradient through time?" is a
+comparison of models that differ only in the cell (the pairs `rnn_lstm` and
+`rnn_gru`).
+
+Why a vanilla RNN forgets: back-propagating through one step multiplies the
+gradient by the recurrent kernel W_hh and diag(f'(a_t)), so over a gap of k
+steps it is a product of k such factors. With tanh (|tanh'| <= 1) a recurrent kernel
+of spectral radius below 1 makes it vanish geometrically, above 1 lets it
+explode (Pascanu, Mikolov & Bengio 2013). `RecurrentInitializer` sets that
+radius exactly at init so experiments can put it where they want it.
+
+Hidden states for analysis come from `hidden_state_model`, which shares the
+model's weights and leaves the model itself untouched.
+
+Tested by tests/zoo/test_rnn.py
+(`.venv/bin/python -m pytest -q tests/zoo/test_rnn.py`).
+"""
+
+import math
+import random
+
+import keras
+import numpy as np
+
+from zoo import blocks
+from zoo.registry import register_model
+
+RECURRENT_INITIALIZERS = ("orthogonal", "identity", "normal")
+
+# BatchNorm is refused: over a layer's output sequence it is not the recurrent
+# BatchNorm of Cooijmans et al. 2017 (which needs a custom cell), and its
+# statistics would mix time steps; LayerNorm (Ba et al. 2016) has neither issue.
+RECURRENT_NORMS = ("none", "layer")
+
+_TINY = {"units": 4}
+_INPUT_KINDS = ("sequence",)
+
+
+def _check_radius(spectral_radius) -> None:
+    if not 0 < spectral_radius < math.inf:  # also refuses NaN
+        raise ValueError(
+            "spectral_radius must be positive and finite. "
+            f"Received: spectral_radius={spectral_radius}"
+        )
+
+
+def _check_choice(kind: str, value, known: tuple[str, ...]) -> None:
+    if value not in known:
+        raise ValueError(
+            f"Unknown {kind} '{value}'. Known: {', '.join(known)}. "
+            f"Received: {kind}={value!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="gradzoo")
+class RecurrentInitializer(keras.initializers.Initializer):
+    """A recurrent kernel whose every [n, n] gate block has a set spectral radius.
+
+    A recurrent kernel has shape (n, k * n): k = 1 for SimpleRNN, 4 for LSTM
+    (gates i, f, c, o) and 3 for GRU (z, r, h). Each of the k blocks is
+    `spectral_radius` times
+
+    - "orthogonal": a random orthogonal matrix (all singular values, hence all
+      |eigenvalues|, equal 1);
+    - "identity": the identity (with ReLU, the IRNN of Le, Jaitly & Hinton
+      2015, "A Simple Way to Initialize Recurrent Networks of Rectified
+      Linear Units");
+    - "normal": an N(0, 1/n) sample (radius about 1 by the circular law),
+      divided by its own spectral radius max |eigenvalue|, so the radius is
+      exact rather than approximate.
+
+    Per block, not per kernel: Keras' own "orthogonal" on an LSTM's (n, 4n)
+    kernel makes the rows of the whole kernel orthonormal, so no gate block is
+    orthogonal; here each gate's recurrent matrix is, and `spectral_radius`
+    means the same thing for all three cells.
+
+    Draws come from `keras.random` with an integer seed; an unseeded
+    initializer takes its seed from Python's `random` when constructed, as
+    Keras' own initializers do, so `keras.utils.set_random_seed` makes models
+    reproducible and two initializers built in a row draw different matrices.
+    The eigenvalues are computed with NumPy in float64; Keras creates
+    variables eagerly (under `tf.init_scope`), so this works even when a model
+    is built inside a `tf.function` or a distribution strategy scope.
+    """
+
+    def __init__(self, kind="orthogonal", spectral_radius=1.0, seed=None):
+        _check_choice("recurrent_initializer", kind, RECURRENT_INITIALIZERS)
+        _check_radius(spectral_radius)
+        if seed is not None and not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer or None. Received: seed={seed}")
+        self.kind = kind
+        self.spectral_radius = float(spectral_radius)
+        self._init_seed = seed
+        self.seed = random.randint(1, int(1e9)) if seed is None else seed
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) != 2 or shape[0] < 1 or shape[1] % shape[0]:
+            raise ValueError(
+                "A recurrent kernel has shape (units, k * units). "
+                f"Received: shape={shape}"
+            )
+        n, num_blocks = shape[0], shape[1] // shape[0]
+        if self.kind == "identity":
+            mats = np.broadcast_to(np.eye(n), (num_blocks, n, n))
+        else:
+            draw = keras.random.normal((num_blocks, n, n), seed=self.seed)
+            mats = keras.ops.convert_to_numpy(draw).astype(np.float64) / math.sqrt(n)
+            if self.kind == "orthogonal":
+                q, r = np.linalg.qr(mats)
+                # Sign-correct the columns so Q is Haar-distributed, as Keras does.
+                signs = np.where(np.diagonal(r, axis1=1, axis2=2) < 0, -1.0, 1.0)
+                mats = q * signs[:, None, :]
+            else:
+                radius = np.abs(np.linalg.eigvals(mats)).max(axis=-1)
+                mats = mats / radius[:, None, None]
+        kernel = np.concatenate(list(self.spectral_radius * mats), axis=1)
+        return keras.ops.convert_to_tensor(kernel, dtype=dtype or keras.config.floatx())
+
+    def get_config(self):
+        return {
+            "kind": self.kind,
+            "spectral_radius": self.spectral_radius,
+            "seed": self._init_seed,
+        }
+
+
+def _rnn(
+    *,
+    input_shape,
+    num_outputs,
+    output_per_step,
+    cell,
+    units,
+    num_layers,
+    initializer,
+    init_std,
+    recurrent_initializer,
+    spectral_radius,
+    norm,
+    l1,
+    l2,
+    recurrent_l1,
+    recurrent_l2,
+    name,
+    **cell_args,
+) -> keras.Model:
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 2:
+        raise ValueError(
+            "A recurrent model takes input_shape (time_steps, features). "
+            f"Received: input_shape={input_shape}"
+        )
+    if units < 1:
+        raise ValueError(f"units must be >= 1. Received: units={units}")
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be >= 1. Received: num_layers={num_layers}")
+    if num_outputs < 1:
+        raise ValueError(
+            f"num_outputs must be >= 1. Received: num_outputs={num_outputs}"
+        )
+    norm = norm or "none"
+    _check_choice("norm", norm, RECURRENT_NORMS)
+    _check_choice(
+        "recurrent_initializer", recurrent_initializer, RECURRENT_INITIALIZERS
+    )
+    _check_radius(spectral_radius)
+    if "activation" in cell_args:  # before Keras, so the message is ours
+        _check_choice("activation", cell_args["activation"], blocks.ACTIVATIONS)
+    if not (0 <= recurrent_l1 < math.inf and 0 <= recurrent_l2 < math.inf):
+        raise ValueError(
+            "recurrent_l1 and recurrent_l2 must be >= 0 and finite. "
+            f"Received: recurrent_l1={recurrent_l1}, recurrent_l2={recurrent_l2}"
+        )
+    penalty = blocks.regularizer(l1, l2)
+    recurrent_penalty = blocks.regularizer(recurrent_l1, recurrent_l2)
+    layer_class = {
+        "simple": keras.layers.SimpleRNN,
+        "lstm": keras.layers.LSTM,
+        "gru": keras.layers.GRU,
+    }[cell]
+
+    inputs = keras.Input(shape=input_shape, name="inputs")
+    x = inputs
+    for i in range(num_layers):
+        prefix = blocks.block_prefix(i, num_layers)
+        # Fresh initializers per layer: a reused one would repeat its draw.
+        x = layer_class(
+            units,
+            kernel_initializer=blocks.initializer(initializer, std=init_std),
+            recurrent_initializer=RecurrentInitializer(
+                recurrent_initializer, spectral_radius
+            ),
+            kernel_regularizer=penalty,
+            recurrent_regularizer=recurrent_penalty,
+            return_sequences=output_per_step or i < num_layers - 1,
+            name=f"{prefix}_rnn",
+            **cell_args,
+        )(x)
+        norm_layer = blocks.norm(norm, layer_name=f"{prefix}_norm")
+        if norm_layer is not None:
+            x = norm_layer(x)
+    outputs = keras.layers.Dense(
+        num_outputs,
+        kernel_initializer=blocks.initializer(initializer, std=init_std),
+        kernel_regularizer=penalty,
+        name="head_dense",
+    )(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@register_model("vanilla_rnn", input_kinds=_INPUT_KINDS, tiny=_TINY)
+def vanilla_rnn(
+    *,
+    input_shape,
+    num_outputs,
+    output_per_step=False,
+    units=128,
+    num_layers=1,
+    activation="tanh",
+    initializer="glorot_uniform",
+    init_std=0.01,
+    recurrent_initializer="orthogonal",
+    spectral_radius=1.0,
+    norm="none",
+    l1=0.0,
+    l2=0.0,
+    recurrent_l1=0.0,
+    recurrent_l2=0.0,
+) -> keras.Model:
+    """A stacked SimpleRNN, h_t = act(W x_t + W_hh h_{t-1} + b), then a linear head.
+
+    - `num_layers` SimpleRNN layers `blockNN_rnn` of `units` units with
+      `activation` (tanh by default); each returns its whole sequence except
+      the last, which returns only its final state unless `output_per_step`.
+    - Input kernels from `initializer` (glorot_uniform, Keras' default;
+      "small_normal" is N(0, init_std^2)); recurrent kernels W_hh from
+      `RecurrentInitializer`: `spectral_radius` times an orthogonal matrix
+      (Keras' default, which already helps vanilla RNNs: the papers that found
+      them hopeless mostly used small Gaussian W_hh), the identity, or a normal
+      sample scaled to that radius. Zero biases.
+    - Optional `blockNN_norm`: LayerNorm on each layer's output sequence,
+      between layers and before the head; not inside the recurrence, so it
+      does not touch the per-step gradient factor.
+    - L1/L2 on the input kernels and the head (`l1`, `l2`), separately on the
+      recurrent kernels (`recurrent_l1`, `recurrent_l2`).
+    - `head_dense`: `num_outputs` logits from the final state, or at every
+      step when `output_per_step`.
+
+    Each step back multiplies the gradient by W_hh and diag(act'), tanh' <= 1:
+    with spectral radius below 1 it vanishes geometrically with the time gap,
+    above 1 it can explode (Bengio, Simard & Frasconi 1994; Pascanu et al.
+    2013). ReLU with W_hh = I (IRNN) passes it unchanged through active units
+    (Le, Jaitly & Hinton 2015); W_hh = 1.2 I with ReLU makes it grow 1.2x a step.
+    """
+    return _rnn(**locals(), cell="simple", name="vanilla_rnn")
+
+
+@register_model("lstm", input_kinds=_INPUT_KINDS, tiny=_TINY)
+def lstm(
+    *,
+    input_shape,
+    num_outputs,
+    output_per_step=False,
+    units=128,
+    num_layers=1,
+    initializer="glorot_uniform",
+    init_std=0.01,
+    recurrent_initializer="orthogonal",
+    spectral_radius=1.0,
+    unit_forget_bias=True,
+    norm="none",
+    l1=0.0,
+    l2=0.0,
+    recurrent_l1=0.0,
+    recurrent_l2=0.0,
+) -> keras.Model:
+    """`vanilla_rnn` with LSTM cells (tanh, sigmoid gates i, f, c, o).
+
+    - `num_layers` LSTM layers `blockNN_rnn`, optional LayerNorm, head, names,
+      sequences and penalties exactly as in `vanilla_rnn`.
+    - Input kernels from `initializer`; each of the four [units, units] gate
+      blocks of the recurrent kernel from `RecurrentInitializer` (so every
+      gate's W_hh has spectral radius `spectral_radius`; Keras' default instead
+      makes the whole [units, 4 units] kernel row-orthonormal).
+    - `unit_forget_bias=True` (Keras' default, Jozefowicz et al. 2015; not in
+      Hochreiter & Schmidhuber 1997, whose LSTM had no forget gate) starts the
+      forget-gate bias at 1, the other biases at 0.
+
+    The cell state is updated additively, c_t = f_t * c_{t-1} + i_t * g_t,
+    so the gradient along it is multiplied per step by the forget gate alone,
+    with no W_hh and no squashing derivative; with f near 1 it crosses long gaps
+    (Hochreiter & Schmidhuber 1997, "Long Short-Term Memory"; the forget gate
+    is Gers, Schmidhuber & Cummins 2000).
+    """
+    return _rnn(**locals(), cell="lstm", name="lstm")
+
+
+@register_model("gru", input_kinds=_INPUT_KINDS, tiny=_TINY)
+def gru(
+    *,
+    input_shape,
+    num_outputs,
+    output_per_step=False,
+    units=128,
+    num_layers=1,
+    initializer="glorot_uniform",
+    init_std=0.01,
+    recurrent_initializer="orthogonal",
+    spectral_radius=1.0,
+    norm="none",
+    l1=0.0,
+    l2=0.0,
+    recurrent_l1=0.0,
+    recurrent_l2=0.0,
+) -> keras.Model:
+    """`vanilla_rnn` with GRU cells (tanh candidate, sigmoid gates z, r).
+
+    - `num_layers` GRU layers `blockNN_rnn`, optional LayerNorm, head, names,
+      sequences and penalties exactly as in `vanilla_rnn`.
+    - Input kernels from `initializer`; each of the three [units, units] gate
+      blocks of the recurrent kernel from `RecurrentInitializer`.
+    - Keras' default `reset_after=True` (the cuDNN form: the reset gate
+      applies after the recurrent matmul, with a second bias vector) differs
+      from Cho et al. 2014, which resets h_{t-1} before it.
+
+    The update gate interpolates, h_t = z_t * h_{t-1} + (1 - z_t) * h~_t
+    (Keras' convention), so where z is near 1 a step passes the state and its
+    gradient through almost unchanged, a leaky path like the LSTM's cell
+    (Cho et al. 2014, "Learning Phrase Representations using RNN
+    Encoder-Decoder for Statistical Machine Translation").
+    """
+    return _rnn(**locals(), cell="gru", name="gru")
+
+
+def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's recurrent layers (`blockNN_rnn`) in depth order."""
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
+
+
+def hidden_state_model(model: keras.Model, layer: str = "block00_rnn") -> keras.Model:
+    """A probe from the model's inputs to `layer`'s hidden states at every step.
+
+    Returns a `keras.Model` with output [batch, time_steps, units]: h_t of the
+    recurrent layer `layer` (before its optional LayerNorm; an LSTM's h, not
+    its cell state c). It re-runs the layer's own, already built cell over the
+    layer's input with `return_sequences=True`, so the probe shares the
+    model's variables (training the model moves the probe) and the model
+    itself is left unchanged. Its last step equals the layer's final output.
+
+    Gradients with respect to these states (e.g. ||dL/dh_t|| against t) need
+    the states inside the loss computation; the probe is for the states'
+    values and their statistics.
+    """
+    rnn = model.get_layer(layer)
+    if not isinstance(rnn, keras.layers.RNN):
+        raise ValueError(
+            "hidden_state_model needs a recurrent layer "
+            f"({', '.join(r.name for r in recurrent_layers(model))}). "
+            f"Received: layer={layer!r}"
+        )
+    states = keras.layers.RNN(
+        rnn.cell, return_sequences=True, name=f"{rnn.name}_states"
+    )(rnn.input)
+    return keras.Model(model.input, states, name=f"{model.name}_{rnn.name}_states")
