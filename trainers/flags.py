@@ -10,7 +10,7 @@ Tested by tests/trainers/test_train_main.py.
 
 import inspect
 
-from absl import flags
+from absl import flags, logging
 
 import zoo
 from trainers import runner
@@ -193,6 +193,14 @@ NUM_CPU_DEVICES = flags.DEFINE_integer(
     "--strategy=mirrored without GPUs); 0 leaves it alone.",
     lower_bound=0,
 )
+RECIPE = flags.DEFINE_bool(
+    "recipe",
+    True,
+    "Use the task's recipe (long-range sequence tasks: adam, learning rate "
+    "1e-3, batch 64, global clip 1) for those of --optimizer, "
+    "--learning_rate, --batch_size and --clip_* not given; --norecipe uses "
+    "the plain defaults (sgd, Keras' rate, 128, no clipping).",
+)
 JIT_COMPILE = flags.DEFINE_bool(
     "jit_compile", False, "XLA-compile the step (measured slower on CPU)."
 )
@@ -211,6 +219,27 @@ def config_from_flags() -> runner.RunConfig:
     for name, mode in _CLIP_FLAGS.items():
         if f[name].value is not None:
             clipping, threshold = mode, f[name].value
+    optimizer, learning_rate = OPTIMIZER.value, LEARNING_RATE.value
+    batch_size = BATCH_SIZE.value
+    recipe = zoo.task_spec(TASK.value).recipe if RECIPE.value else {}
+    used = {}
+    if "optimizer" in recipe and not f["optimizer"].present:
+        optimizer = used["optimizer"] = recipe["optimizer"]
+        # A rate is the recipe's only for the recipe's optimizer.
+        if "learning_rate" in recipe and not f["learning_rate"].present:
+            learning_rate = used["learning_rate"] = recipe["learning_rate"]
+    if "batch_size" in recipe and not f["batch_size"].present:
+        batch_size = used["batch_size"] = recipe["batch_size"]
+    for name, mode in _CLIP_FLAGS.items():
+        if name in recipe and not any(f[n].present for n in _CLIP_FLAGS):
+            clipping, threshold = mode, recipe[name]
+            used[name] = threshold
+    if used:
+        logging.info(
+            "task %s: its recipe sets %s (given flags win; --norecipe for none)",
+            TASK.value,
+            " ".join(f"--{k}={v}" for k, v in used.items()),
+        )
     spec = zoo.model_spec(MODEL.value)
     takes = spec.defaults()
     model_kwargs = {}
@@ -233,8 +262,8 @@ def config_from_flags() -> runner.RunConfig:
         model_kwargs=model_kwargs,
         task=TASK.value,
         task_kwargs=task_kwargs,
-        optimizer=OPTIMIZER.value,
-        learning_rate=LEARNING_RATE.value,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
         optimizer_kwargs={
             k: f[k].value for k in runner.OPTIMIZER_HPARAMS if f[k].value is not None
         },
@@ -243,7 +272,7 @@ def config_from_flags() -> runner.RunConfig:
         lr_decay_rate=LR_DECAY_RATE.value,
         clipping=clipping,
         clip_threshold=threshold,
-        batch_size=BATCH_SIZE.value,
+        batch_size=batch_size,
         grad_accum_steps=GRAD_ACCUM_STEPS.value,
         num_steps=NUM_STEPS.value,
         log_every_steps=LOG_EVERY_STEPS.value,
@@ -295,6 +324,8 @@ def flags_text(c: runner.RunConfig) -> str:
         lines.append(line(name, getattr(c, name)))
     if NUM_CPU_DEVICES.value:
         lines.append(line("num_cpu_devices", NUM_CPU_DEVICES.value))
+    # Every setting above is explicit: a task recipe must not add clipping.
+    lines.append(line("recipe", False))
     if c.data_dir:
         lines.append(line("data_dir", c.data_dir))
     return "\n".join(lines) + "\n"

@@ -192,3 +192,35 @@ def test_global_norm_clipping_keeps_a_recurrent_gradients_direction():
     assert _cosine(grads, per_variable) < 1 - 1e-3  # the direction changed
     by_value = loop.clip_gradients(grads, "value", threshold / 10)
     assert _cosine(grads, by_value) < 1 - 1e-3
+
+
+def test_sequence_tasks_train_with_their_recipe_unless_told_otherwise(
+    capsys, tmp_path, data_dir
+):
+    def config(*args):
+        run = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        code, out, err = run_cli(
+            capsys,
+            "--model=gru",
+            "--task=adding",
+            f"--output_dir={run}",
+            f"--data_dir={data_dir}",
+            *TINY_SEQUENCE,
+            "--num_steps=1",
+            *args,
+        )
+        assert code == 0, err
+        c = json.load(open(run / "config.json"))
+        flags_txt = (run / "flags.txt").read_text()
+        return c, flags_txt
+
+    c, flags_txt = config()  # TINY_SEQUENCE gives --batch_size=16
+    assert (c["optimizer"], c["learning_rate"], c["batch_size"]) == ("adam", 1e-3, 16)
+    assert (c["clipping"], c["clip_threshold"]) == ("global_norm", 1.0)
+    assert "--norecipe" in flags_txt and "--clip_global_norm=1.0" in flags_txt
+    c, _ = config("--optimizer=sgd", "--clip_value=0.5")
+    assert (c["optimizer"], c["learning_rate"]) == ("sgd", 0.01)
+    assert (c["clipping"], c["clip_threshold"]) == ("value", 0.5)
+    c, flags_txt = config("--norecipe")
+    assert (c["optimizer"], c["clipping"]) == ("sgd", "none")
+    assert "clip" not in flags_txt

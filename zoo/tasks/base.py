@@ -315,18 +315,31 @@ def sequence_label_task(
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """A registered task: its loader, input kind and test-sized arguments."""
+    """A registered task: its loader, input kind and test-sized arguments.
+
+    `recipe` holds the training settings the command line uses for this task
+    when the user sets none of them (the settings of the paper the task comes
+    from), e.g. {"optimizer": "adam", "learning_rate": 1e-3}; keys are
+    trainer flag names. The resolved values are what config.json records.
+    """
 
     name: str
     loader: Callable[..., Task]
     input_kind: str
     tiny: dict
+    recipe: dict = dataclasses.field(default_factory=dict)
 
 
 _TASKS: dict[str, TaskSpec] = {}
 
 
-def register_task(name: str, *, input_kind: str, tiny: Mapping | None = None):
+def register_task(
+    name: str,
+    *,
+    input_kind: str,
+    tiny: Mapping | None = None,
+    recipe: Mapping | None = None,
+):
     """Decorator adding a loader `fn(*, data_dir, **kwargs) -> Task` as `name`."""
     if input_kind not in INPUT_KINDS:
         raise ValueError(
@@ -337,7 +350,9 @@ def register_task(name: str, *, input_kind: str, tiny: Mapping | None = None):
     def decorate(loader):
         if name in _TASKS:
             raise ValueError(f"Task '{name}' is registered twice.")
-        _TASKS[name] = TaskSpec(name, loader, input_kind, dict(tiny or {}))
+        _TASKS[name] = TaskSpec(
+            name, loader, input_kind, dict(tiny or {}), dict(recipe or {})
+        )
         return loader
 
     return decorate
