@@ -42,16 +42,32 @@ def l2_norm(t):
     return scale * tf.norm(t / safe)
 
 
-def global_norm(tensors):
+def half_squares(tensors):
+    """[sum(t^2) / 2 for t in tensors], one fused tf.nn.l2_loss op each.
+
+    The shared first pass of `global_norm` and `l2_norms`: a step that needs
+    both computes it once, and the global norm is then bitwise the same
+    whether or not the per-tensor norms were asked for.
+    """
+    import tensorflow as tf
+
+    return tf.stack([tf.nn.l2_loss(t) for t in tensors])
+
+
+def global_norm(tensors, halves=None):
     """tf.linalg.global_norm, redone with scaling when squaring over/underflows.
 
     Squared entries overflow float32 above ~1e19 and underflow below ~1e-19.
     A finite gradient of norm 1e20 must read as 1e20 (clipping can rescue it),
     not inf (a divergence). The rescaled pass runs only in those cases.
+    `halves` is `half_squares(tensors)` when already computed; the plain
+    result equals tf.linalg.global_norm's, which computes the same way.
     """
     import tensorflow as tf
 
-    norm = tf.linalg.global_norm(tensors)
+    if halves is None:
+        halves = half_squares(tensors)
+    norm = tf.sqrt(tf.reduce_sum(halves) * 2.0)
 
     def rescaled():
         scale = tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(t)) for t in tensors]))
@@ -62,34 +78,23 @@ def global_norm(tensors):
     return tf.cond(plain_is_exact, lambda: norm, rescaled)
 
 
-def l2_norms(tensors):
+def l2_norms(tensors, halves=None):
     """Every tensor's L2 norm, as one vector, safe like `l2_norm`.
 
-    One fused op per tensor (tf.nn.l2_loss) in the common case; the scaled
-    `l2_norm` of each runs only when some squared sum under- or overflowed.
-    A tensor of zeros also takes the scaled path (its norm 0 is then exact).
+    From `half_squares` (pass `halves` if already computed) in the common
+    case; the scaled `l2_norm` of each runs only when some squared sum under-
+    or overflowed. A tensor of zeros also takes the scaled path (its norm 0 is
+    then exact).
     """
     import tensorflow as tf
 
-    plain = tf.sqrt(2.0 * tf.stack([tf.nn.l2_loss(t) for t in tensors]))
+    if halves is None:
+        halves = half_squares(tensors)
+    plain = tf.sqrt(2.0 * halves)
     plain_is_exact = tf.reduce_all(tf.math.is_finite(plain) & (plain > 1e-15))
     return tf.cond(
         plain_is_exact, lambda: plain, lambda: tf.stack([l2_norm(t) for t in tensors])
     )
-
-
-def norm_of_norms(norms):
-    """sqrt(sum(norms^2)), the global norm from per-tensor norms, scaled.
-
-    Non-finite if any norm is (their sum carries the inf or NaN).
-    """
-    import tensorflow as tf
-
-    # reduce_max may skip a NaN: a non-finite entry must make the result so.
-    finite = tf.reduce_all(tf.math.is_finite(norms))
-    scale = tf.reduce_max(norms)
-    safe = tf.where(finite & (scale > 0), scale, tf.ones_like(scale))
-    return tf.where(finite, scale * tf.norm(norms / safe), tf.reduce_sum(norms))
 
 
 def layer_gradient_norms(

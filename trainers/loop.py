@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from analysis.gradients import global_norm, l2_norms, norm_of_norms
+from analysis.gradients import global_norm, half_squares, l2_norms
 from trainers import rundir
 
 EXIT_DIVERGED = 3  # process exit code of a run that ended as "diverged"
@@ -160,14 +160,14 @@ class TrainStep:
             ctx = tf.distribute.get_replica_context()
             grads, stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, (grads, stats))
         # Every step needs the global norm (clipping, the finiteness check);
-        # only logging steps pay for the per-variable norms. Both are safe
-        # from float32 under/overflow: a vanishing or exploding gradient's
-        # norm is the point.
+        # logging steps also take every variable's norm from the same squared
+        # sums, so the global norm, and with it the update, is bitwise the same
+        # whatever the logging cadence. Both are safe from float32 under- and
+        # overflow: a vanishing or exploding gradient's norm is the point.
+        halves = half_squares(grads)
+        stats["grad_global_norm"] = global_norm(grads, halves)
         if with_norms:
-            stats["grad_norms"] = l2_norms(grads)
-            stats["grad_global_norm"] = norm_of_norms(stats["grad_norms"])
-        else:
-            stats["grad_global_norm"] = global_norm(grads)
+            stats["grad_norms"] = l2_norms(grads, halves)
         # Which variables went non-finite, looked at before clipping (which
         # can turn an inf into the threshold) and only when something did.
         stats["nonfinite"] = tf.cond(

@@ -401,3 +401,22 @@ def test_overflowed_weights_are_caught_at_checkpoints(task, tmp_path):
     assert "weights after step 5 (block01_dense/bias)" in loop._describe_divergence(
         d, 4
     )
+
+
+def test_logging_cadence_does_not_change_the_training(task, tmp_path):
+    # Logging steps measure every variable's norm; the update (here clipped
+    # by the global norm, which is active) must be the same bit for bit.
+    models = []
+    for every in (1, 1000):
+        model = _model()
+        _train(
+            task,
+            tmp_path / str(every),
+            model=model,
+            log_every_steps=every,
+            clipping="global_norm",
+            clip_threshold=0.1,
+        )
+        models.append(model)
+    for a, b in zip(*(m.weights for m in models)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
