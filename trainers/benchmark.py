@@ -241,6 +241,10 @@ def _bare_tape_case(bm, task):
     return block
 
 
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
 def _torch_model(bm: BenchModel):
     """The PyTorch twin of a benchmark model, or None if it has none."""
     import torch
@@ -351,7 +355,7 @@ def measure(
         "c_keras_fit": _keras_fit_case(bm, task),
         "d_bare_tape": _bare_tape_case(bm, task),
     }
-    if with_torch:
+    if with_torch and torch_installed():
         torch_block = _torch_case(bm, task)
         if torch_block is not None:
             cases["e_pytorch_eager"] = torch_block
@@ -492,7 +496,7 @@ def main(argv):
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         fail(f"unknown --model {', '.join(unknown)}; known: {', '.join(MODELS)}")
-    with_torch = f.torch and importlib.util.find_spec("torch") is not None
+    with_torch = f.torch and torch_installed()
     if f.torch and not with_torch:
         print('(e) skipped: torch is not installed (pip install -e ".[bench]")')
 

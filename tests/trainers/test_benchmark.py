@@ -1,7 +1,5 @@
 """The benchmark runs end to end at toy size (speed is never asserted)."""
 
-import importlib.util
-
 import keras
 import pytest
 
@@ -14,7 +12,7 @@ TOY = {
     ),
     "lstm": benchmark.BenchModel("lstm", dict(units=4), (5, 2), 1, True, 8, "toy LSTM"),
 }
-HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_TORCH = benchmark.torch_installed()
 
 
 @pytest.mark.parametrize("name", sorted(TOY))
@@ -79,3 +77,9 @@ def test_models_table_builds_every_model_at_its_real_size():
         keras.backend.clear_session()
         model = benchmark._keras_model(bm)
         assert model.count_params() > 0, name
+
+
+def test_without_torch_case_e_is_skipped(monkeypatch):
+    monkeypatch.setattr(benchmark, "torch_installed", lambda: False)
+    m = benchmark.measure("mlp", TOY["mlp"], repeats=1, block_seconds=0.01, steps=2)
+    assert "e_pytorch_eager" not in m["cases"] and "d_bare_tape" in m["cases"]
