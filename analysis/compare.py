@@ -62,9 +62,9 @@ def rows(runs: list[Run]) -> list[list[str]]:
                 str(run.status.get("step", "?")),
                 "-"
                 if value is None
-                else f"{metric} {value:.3f}"
-                + ("" if base is None else f" ({base:.3f})"),
-                "-" if ev.get("loss") is None else f"{ev['loss']:.3f}",
+                else f"{metric} {value:.3g}"
+                + ("" if base is None else f" ({base:.3g})"),
+                "-" if ev.get("loss") is None else f"{ev['loss']:.3g}",
                 first_ratio,
                 last_ratio,
                 last_verdict,
