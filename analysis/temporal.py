@@ -482,6 +482,8 @@ def _functions(model, chain, trace: bool) -> _Functions:
 
 def _ratio(first, last) -> float:
     first, last = float(first), float(last)
+    if math.isnan(first) or math.isnan(last):
+        return math.nan  # a NaN gradient is not an exploding one
     if last > 0:
         return first / last
     return math.inf if first > 0 else math.nan

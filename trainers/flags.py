@@ -212,6 +212,19 @@ LOG_GRADIENT_THROUGH_TIME = flags.DEFINE_bool(
 )
 
 
+# The settings the task's recipe supplied in the last config_from_flags():
+# {flag name: value}, so an error about one of them can say where it came from.
+RECIPE_USED: dict = {}
+
+
+def recipe_note() -> str:
+    """ " (set by the task's recipe: ...)" for error messages, or ""."""
+    if not RECIPE_USED:
+        return ""
+    settings = " ".join(f"--{k}={v}" for k, v in RECIPE_USED.items())
+    return f" (the task's recipe set {settings}; give the flag or --norecipe)"
+
+
 def config_from_flags() -> runner.RunConfig:
     """The (unresolved) RunConfig the parsed flags describe."""
     f = flags.FLAGS
@@ -222,16 +235,21 @@ def config_from_flags() -> runner.RunConfig:
     optimizer, learning_rate = OPTIMIZER.value, LEARNING_RATE.value
     batch_size = BATCH_SIZE.value
     recipe = zoo.task_spec(TASK.value).recipe if RECIPE.value else {}
-    used = {}
-    if "optimizer" in recipe and not f["optimizer"].present:
+
+    def given(name):  # on the command line, in a flagfile or set in code
+        return f[name].present or not f[name].using_default_value
+
+    used = RECIPE_USED
+    used.clear()
+    if "optimizer" in recipe and not given("optimizer"):
         optimizer = used["optimizer"] = recipe["optimizer"]
         # A rate is the recipe's only for the recipe's optimizer.
-        if "learning_rate" in recipe and not f["learning_rate"].present:
+        if "learning_rate" in recipe and not given("learning_rate"):
             learning_rate = used["learning_rate"] = recipe["learning_rate"]
-    if "batch_size" in recipe and not f["batch_size"].present:
+    if "batch_size" in recipe and not given("batch_size"):
         batch_size = used["batch_size"] = recipe["batch_size"]
     for name, mode in _CLIP_FLAGS.items():
-        if name in recipe and not any(f[n].present for n in _CLIP_FLAGS):
+        if name in recipe and not any(given(n) for n in _CLIP_FLAGS):
             clipping, threshold = mode, recipe[name]
             used[name] = threshold
     if used:

@@ -200,13 +200,15 @@ def _clear_run(run_dir: str) -> None:
                 os.remove(path)
 
 
-def prepare(run_dir: str, config: dict, *, overwrite: bool) -> str:
+def prepare(run_dir: str, config: dict, *, overwrite: bool, upgrade=None) -> str:
     """Makes `run_dir` ready for `config`; returns "new" or "resume".
 
     A directory holding a gradzoo run with the same config is resumed; one
-    with a different config is refused. `overwrite` starts the run over,
-    removing only the run's own files. A non-empty directory that holds no
-    gradzoo run is always refused: it is not ours to write into.
+    with a different config is refused; `upgrade(old)`, if given, restates
+    an older gradzoo's config.json in today's terms before the comparison.
+    `overwrite` starts the run over, removing only the run's own files. A
+    non-empty directory that holds no gradzoo run is always refused: it is
+    not ours to write into.
 
     Raises:
       RunDirError: with a one-line message naming the directory.
@@ -222,6 +224,8 @@ def prepare(run_dir: str, config: dict, *, overwrite: bool) -> str:
             f"(no gradzoo {CONFIG_FILE}); choose another directory"
         )
     if old is not None:
+        if upgrade is not None:
+            old = upgrade(old)
         diffs = config_differences(old, config)
         if not diffs and not overwrite:
             return "resume"

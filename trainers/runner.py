@@ -418,11 +418,36 @@ def prepare(
         "num_parameters": model.count_params(),
         "versions": versions(),
     }
-    if rundir.prepare(output_dir, record, overwrite=overwrite) == "new":
+    state = rundir.prepare(
+        output_dir, record, overwrite=overwrite, upgrade=_upgrade_record
+    )
+    if state == "new":
         rundir.write_json(os.path.join(output_dir, rundir.CONFIG_FILE), record)
         if flags_text is not None:
             rundir.write_text(os.path.join(output_dir, rundir.FLAGS_FILE), flags_text)
     return Run(c, output_dir, model, task, optimizer, strategy)
+
+
+def _upgrade_record(old: dict) -> dict:
+    """A config.json written by an earlier gradzoo, restated in today's terms.
+
+    Settings added since then take their defaults, which is what those runs
+    did (no gradient-through-time log, no per-step outputs, the task's
+    default arguments), so such a run resumes instead of being refused.
+    """
+    old = dict(old)
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in old:
+            empty = f.default_factory if f.default is dataclasses.MISSING else None
+            old[f.name] = empty() if empty else f.default
+    try:
+        spec = zoo.task_spec(old["task"])
+        old["task_kwargs"] = _resolve_task(spec, old["task_kwargs"] or {})
+    except (KeyError, TypeError, ValueError):
+        pass  # not comparable: the comparison will name it
+    if isinstance(old.get("task_info"), dict):
+        old["task_info"] = {"output_per_step": False, **old["task_info"]}
+    return old
 
 
 def run(config: RunConfig, output_dir: str, **kwargs) -> loop.TrainResult:

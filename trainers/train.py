@@ -49,7 +49,7 @@ def main(argv):
             flags_text=gz_flags.flags_text(config.resolved()),
         )
     except ValueError as e:  # every user mistake is refused by prepare()
-        fail(e)
+        fail(f"{e}{gz_flags.recipe_note()}")
     except KeyboardInterrupt:
         sys.stderr.write("interrupted before training started\n")
         sys.exit(EXIT_INTERRUPTED)

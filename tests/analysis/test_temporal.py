@@ -304,3 +304,10 @@ def test_bad_inputs_are_refused_by_name():
     skip = keras.Model(inputs, keras.layers.Add()([inputs, h]))
     with pytest.raises(ValueError, match="not a chain"):
         temporal.unrolled_outputs(skip, x)
+
+
+def test_a_nan_gradient_is_not_called_exploding():
+    from analysis.temporal import _ratio
+
+    assert np.isnan(_ratio(1.0, float("nan"))) and np.isnan(_ratio(float("nan"), 1.0))
+    assert _ratio(2.0, 0.0) == float("inf") and _ratio(2.0, 4.0) == 0.5

@@ -224,3 +224,19 @@ def test_sequence_tasks_train_with_their_recipe_unless_told_otherwise(
     c, flags_txt = config("--norecipe")
     assert (c["optimizer"], c["clipping"]) == ("sgd", "none")
     assert "clip" not in flags_txt
+
+
+def test_an_error_about_a_recipe_setting_says_it_came_from_the_recipe(
+    capsys, tmp_path, data_dir
+):
+    code, _, err = run_cli(
+        capsys,
+        "--model=lstm",
+        "--task=adding",
+        "--sequence_length=6",
+        "--num_train=32",
+        "--num_eval=16",
+        f"--output_dir={tmp_path / 'run'}",
+        f"--data_dir={data_dir}",
+    )
+    assert_one_line_error(code, err, "64", "recipe set", "--batch_size=64")

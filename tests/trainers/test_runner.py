@@ -220,3 +220,22 @@ def test_a_batch_larger_than_the_data_is_refused_before_anything_is_written(
     with pytest.raises(ValueError, match="= 1600 is more than task 'digits' has"):
         runner.prepare(config, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_from_before_the_recurrent_settings_still_resumes(tmp_path):
+    # A config.json as gradzoo wrote it before task arguments were resolved
+    # and before log_gradient_through_time and task_info.output_per_step.
+    def cfg(**kw):
+        return runner.RunConfig(
+            model_kwargs={"depth": 2, "width": 4}, task="teacher", **kw
+        )
+
+    runner.prepare(cfg(), str(tmp_path))
+    path = tmp_path / rundir.CONFIG_FILE
+    old = json.loads(path.read_text())
+    del old["log_gradient_through_time"], old["task_info"]["output_per_step"]
+    old["task_kwargs"] = {}
+    path.write_text(json.dumps(old))
+    runner.prepare(cfg(), str(tmp_path))  # resumes: no "different config"
+    with pytest.raises(rundir.RunDirError, match="num_steps: 1000 -> 7"):
+        runner.prepare(cfg(num_steps=7), str(tmp_path))
