@@ -339,12 +339,14 @@ def measure(
     block_seconds: float,
     steps: int | None = None,
     with_torch: bool = True,
+    profile_dir: str | None = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> dict:
     """Times every case on one model; returns the JSON-ready results.
 
     The steps per block are `steps`, or else as many as case (d) runs in
-    `block_seconds` (at least 2), the same for every case.
+    `block_seconds` (at least 2), the same for every case. With
+    `profile_dir`, one more block of every case runs under tf.profiler.
     """
     task = _task(bm)
     cases = {
@@ -377,6 +379,14 @@ def measure(
             block(steps)
             rates[case].append(steps / (time.perf_counter() - start))
             peaks[case] = max(peaks[case], _peak_rss_mb())
+    if profile_dir:  # one more block per case, traced, outside the timing
+        for case, block in cases.items():
+            progress(f"{name}: tf.profiler trace of {case}")
+            tf.profiler.experimental.start(os.path.join(profile_dir, name, case))
+            try:
+                block(steps)
+            finally:
+                tf.profiler.experimental.stop()
     flops = train_flops_per_example(_keras_model(bm)) * bm.batch_size
     base = statistics.median(rates["c_keras_fit"])
     return {
@@ -486,6 +496,12 @@ def _define_flags():
     )
     flags.DEFINE_bool("torch", True, "Time PyTorch eager if torch is installed.")
     flags.DEFINE_string("output_json", None, "Also write the results here.")
+    flags.DEFINE_string(
+        "profile_dir",
+        None,
+        "Also trace one block of every case with tf.profiler into "
+        "DIR/<model>/<case> (TensorBoard's Profile tab or xprof reads it).",
+    )
 
 
 def main(argv):
@@ -527,6 +543,7 @@ def main(argv):
             repeats=f.repeats,
             block_seconds=f.block_seconds,
             steps=f.steps,
+            profile_dir=f.profile_dir,
             with_torch=with_torch,
             progress=progress,
         )

@@ -212,52 +212,58 @@ LOG_GRADIENT_THROUGH_TIME = flags.DEFINE_bool(
 )
 
 
-# The settings the task's recipe supplied in the last config_from_flags():
-# {flag name: value}, so an error about one of them can say where it came from.
-RECIPE_USED: dict = {}
+def recipe_settings() -> dict:
+    """{flag: value} the task's recipe supplies: each recipe flag not given.
+
+    Given means on the command line, in a flagfile or set in code. The
+    recipe's learning rate goes with its optimizer only, and its clipping
+    applies only when no --clip_* flag is given.
+    """
+    f = flags.FLAGS
+    recipe = zoo.task_spec(TASK.value).recipe if RECIPE.value else {}
+
+    def given(name):
+        return f[name].present or not f[name].using_default_value
+
+    used = {}
+    if "optimizer" in recipe and not given("optimizer"):
+        used["optimizer"] = recipe["optimizer"]
+        if "learning_rate" in recipe and not given("learning_rate"):
+            used["learning_rate"] = recipe["learning_rate"]
+    if "batch_size" in recipe and not given("batch_size"):
+        used["batch_size"] = recipe["batch_size"]
+    if not any(given(n) for n in _CLIP_FLAGS):
+        used.update({k: v for k, v in recipe.items() if k in _CLIP_FLAGS})
+    return used
 
 
 def recipe_note() -> str:
-    """ " (set by the task's recipe: ...)" for error messages, or ""."""
-    if not RECIPE_USED:
+    """ " (the task's recipe set ...)" for error messages, or ""."""
+    used = recipe_settings()
+    if not used:
         return ""
-    settings = " ".join(f"--{k}={v}" for k, v in RECIPE_USED.items())
+    settings = " ".join(f"--{k}={v}" for k, v in used.items())
     return f" (the task's recipe set {settings}; give the flag or --norecipe)"
 
 
 def config_from_flags() -> runner.RunConfig:
     """The (unresolved) RunConfig the parsed flags describe."""
     f = flags.FLAGS
-    clipping, threshold = "none", 0.0
-    for name, mode in _CLIP_FLAGS.items():
-        if f[name].value is not None:
-            clipping, threshold = mode, f[name].value
-    optimizer, learning_rate = OPTIMIZER.value, LEARNING_RATE.value
-    batch_size = BATCH_SIZE.value
-    recipe = zoo.task_spec(TASK.value).recipe if RECIPE.value else {}
-
-    def given(name):  # on the command line, in a flagfile or set in code
-        return f[name].present or not f[name].using_default_value
-
-    used = RECIPE_USED
-    used.clear()
-    if "optimizer" in recipe and not given("optimizer"):
-        optimizer = used["optimizer"] = recipe["optimizer"]
-        # A rate is the recipe's only for the recipe's optimizer.
-        if "learning_rate" in recipe and not given("learning_rate"):
-            learning_rate = used["learning_rate"] = recipe["learning_rate"]
-    if "batch_size" in recipe and not given("batch_size"):
-        batch_size = used["batch_size"] = recipe["batch_size"]
-    for name, mode in _CLIP_FLAGS.items():
-        if name in recipe and not any(given(n) for n in _CLIP_FLAGS):
-            clipping, threshold = mode, recipe[name]
-            used[name] = threshold
+    used = recipe_settings()
     if used:
         logging.info(
             "task %s: its recipe sets %s (given flags win; --norecipe for none)",
             TASK.value,
             " ".join(f"--{k}={v}" for k, v in used.items()),
         )
+    clipping, threshold = "none", 0.0
+    for name, mode in _CLIP_FLAGS.items():
+        value = used.get(name, f[name].value)
+        if value is not None:
+            clipping, threshold = mode, value
+    optimizer = used.get("optimizer", OPTIMIZER.value)
+    learning_rate = used.get("learning_rate", LEARNING_RATE.value)
+    batch_size = used.get("batch_size", BATCH_SIZE.value)
     spec = zoo.model_spec(MODEL.value)
     takes = spec.defaults()
     model_kwargs = {}

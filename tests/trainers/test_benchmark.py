@@ -83,3 +83,23 @@ def test_without_torch_case_e_is_skipped(monkeypatch):
     monkeypatch.setattr(benchmark, "torch_installed", lambda: False)
     m = benchmark.measure("mlp", TOY["mlp"], repeats=1, block_seconds=0.01, steps=2)
     assert "e_pytorch_eager" not in m["cases"] and "d_bare_tape" in m["cases"]
+
+
+def test_profile_dir_gets_one_trace_per_case(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark, "torch_installed", lambda: False)
+    benchmark.measure(
+        "mlp",
+        TOY["mlp"],
+        repeats=1,
+        block_seconds=0.01,
+        steps=2,
+        profile_dir=str(tmp_path),
+    )
+    traced = sorted(p.name for p in (tmp_path / "mlp").iterdir())
+    assert traced == [
+        "a_gradzoo_norms_every_100",
+        "b_gradzoo_norms_every_step",
+        "c_keras_fit",
+        "d_bare_tape",
+    ]
+    assert list((tmp_path / "mlp" / "d_bare_tape").rglob("*.xplane.pb"))

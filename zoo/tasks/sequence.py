@@ -291,8 +291,18 @@ def _check_arguments(
         )
 
 
-def _load(builder_class, data_dir: str, **arguments) -> dict[str, dict]:
-    """Builds the config under data_dir if needed; returns {split: arrays}."""
+def _load(
+    builder_class,
+    data_dir: str,
+    task: str,
+    *,
+    minimum: int,
+    too_short: str | None = None,
+    **arguments,
+) -> dict[str, dict]:
+    """Checks the arguments, builds their config under data_dir if needed,
+    and returns {split: arrays}. Nothing is written for refused arguments."""
+    _check_arguments(task, minimum=minimum, too_short=too_short, **arguments)
     config = sequence_config(**{k: int(v) for k, v in arguments.items()})
     builder = builder_class(config=config, data_dir=data_dir)
     builder.download_and_prepare()
@@ -334,17 +344,11 @@ def adding_task(
       num_eval: Evaluation examples.
       data_seed: Seeds the data; the same arguments give byte-identical arrays.
     """
-    _check_arguments(
-        "adding",
-        sequence_length=sequence_length,
-        minimum=2,
-        num_train=num_train,
-        num_eval=num_eval,
-        data_seed=data_seed,
-    )
     data = _load(
         GradzooAdding,
         data_dir,
+        "adding",
+        minimum=2,
         sequence_length=sequence_length,
         data_seed=data_seed,
         num_train=num_train,
@@ -407,22 +411,16 @@ def copy_memory_task(
       data_seed: Seeds the data; the same arguments give byte-identical arrays.
     """
     minimum = 2 * COPY_LENGTH + 1
-    _check_arguments(
+    data = _load(
+        GradzooCopyMemory,
+        data_dir,
         "copy_memory",
-        sequence_length=sequence_length,
         minimum=minimum,
-        num_train=num_train,
-        num_eval=num_eval,
-        data_seed=data_seed,
         too_short=(
             f"copy_memory: sequence_length={sequence_length} leaves no room for "
             f"the copy delay: it must be >= {minimum} (10 symbols, a delay "
             f"T >= 1, 10 recall steps; T = sequence_length - 20)"
         ),
-    )
-    data = _load(
-        GradzooCopyMemory,
-        data_dir,
         sequence_length=sequence_length,
         data_seed=data_seed,
         num_train=num_train,
@@ -483,17 +481,11 @@ def temporal_order_task(
       num_eval: Evaluation examples.
       data_seed: Seeds the data; the same arguments give byte-identical arrays.
     """
-    _check_arguments(
-        "temporal_order",
-        sequence_length=sequence_length,
-        minimum=4,
-        num_train=num_train,
-        num_eval=num_eval,
-        data_seed=data_seed,
-    )
     data = _load(
         GradzooTemporalOrder,
         data_dir,
+        "temporal_order",
+        minimum=4,
         sequence_length=sequence_length,
         data_seed=data_seed,
         num_train=num_train,
