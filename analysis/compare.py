@@ -17,21 +17,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app  # noqa: E402
 
 from analysis import gradients  # noqa: E402
-from analysis.rundir import Run, RunDirError, load_run  # noqa: E402
-from trainers.cli import fail, parse_flags  # noqa: E402
+from analysis.cli import fail, parse_flags  # noqa: E402
+from analysis.rundir import LoadedRun, RunDirError, load_run  # noqa: E402
 
 
-def _ratio(row: dict | None) -> tuple[str, str]:
-    if not row or not row.get("grad_norms"):
+def _ratio(row) -> tuple[str, str]:
+    if not row or not row.grad_norms:
         return "-", "-"
     try:
-        profile = gradients.gradient_profile(row["grad_norms"])
+        profile = gradients.gradient_profile(row.grad_norms)
     except ValueError:
         return "-", "-"
     return f"{profile.first_last_ratio:.2e}", profile.verdict
 
 
-def rows(runs: list[Run]) -> list[list[str]]:
+def rows(runs: list[LoadedRun]) -> list[list[str]]:
     """The table as strings, header first."""
     table = [
         [
@@ -47,10 +47,10 @@ def rows(runs: list[Run]) -> list[list[str]]:
         ]
     ]
     for run in runs:
-        info = run.config.get("task_info", {})
+        info = run.record.task_info
         metric = info.get("main_metric", "accuracy")
         base = info.get("baselines", {}).get(metric)
-        ev = run.final_eval or {}
+        ev = run.final_eval.metrics if run.final_eval else {}
         value = ev.get(metric)
         first_ratio, _ = _ratio(run.metrics[0] if run.metrics else None)
         last_ratio, last_verdict = _ratio(run.metrics[-1] if run.metrics else None)
@@ -58,8 +58,8 @@ def rows(runs: list[Run]) -> list[list[str]]:
             [
                 run.path,
                 run.config.get("model", "?"),
-                run.status.get("state", "?"),
-                str(run.status.get("step", "?")),
+                run.status.state,
+                str(run.status.step),
                 "-"
                 if value is None
                 else f"{metric} {value:.3g}"

@@ -1,56 +1,66 @@
-"""Reading run directories: the other half of the contract in trainers/rundir.py.
+"""Reading run directories, with the schema in analysis/schema.py.
 
-Analysis reads run directories, never the trainer's memory.
+Analysis reads run directories, never the trainer's memory. Directories of
+every readable format load (a gradzoo-run-1 directory is restated in
+today's terms by the schema's row types).
 
     >>> run = load_run("runs/x")
-    >>> run.status["state"], run.final_eval, run.metrics[-1]["grad_norms"]
+    >>> run.status.state, run.final_eval.metrics, run.metrics[-1].grad_norms
 
-Tested by tests/analysis/test_compare.py.
+Tested by tests/analysis/test_rundir.py.
 """
 
 import dataclasses
 import os
 
-from trainers.rundir import (
-    CONFIG_FILE,
-    EVAL_FILE,
-    METRICS_FILE,
-    STATUS_FILE,
-    TEMPORAL_FILE,
-    RunDirError,
-    read_json,
-    read_jsonl,
-)
+from analysis import schema
+from analysis.schema import RunDirError
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
-    """One run directory, read."""
+class LoadedRun:
+    """One run directory, read into typed rows."""
 
     path: str
-    config: dict
-    status: dict
-    metrics: list[dict]  # metrics.jsonl rows in step order
-    evals: list[dict]  # eval.jsonl rows in step order
-    # gradient_through_time.jsonl rows in step order; empty unless the run
-    # had log_gradient_through_time.
-    gradient_through_time: list[dict] = dataclasses.field(default_factory=list)
+    record: schema.RunRecord
+    status: schema.Status
+    metrics: list[schema.MetricsRow]  # in step order
+    evals: list[schema.EvalRow]  # in step order
+    # Empty unless the run had log_gradient_through_time.
+    gradient_through_time: list[schema.TemporalRow] = dataclasses.field(
+        default_factory=list
+    )
 
     @property
-    def final_eval(self) -> dict | None:
+    def config(self) -> dict:
+        """The resolved RunConfig fields, as config.json stores them."""
+        return self.record.config
+
+    @property
+    def final_eval(self) -> schema.EvalRow | None:
         return self.evals[-1] if self.evals else None
 
 
 def _read_json(path):
     try:
-        return read_json(path)
+        return schema.read_json(path)
     except FileNotFoundError:
         raise RunDirError(f"{path} is missing: not a gradzoo run directory?") from None
     except (OSError, ValueError) as e:
         raise RunDirError(f"{path} is unreadable ({e})") from None
 
 
-def load_run(path: str) -> Run:
+def _rows(path, row_type):
+    rows = []
+    for number, d in enumerate(schema.read_jsonl(path), start=1):
+        try:
+            rows.append(row_type.from_json(d))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise RunDirError(f"{path} line {number}: bad row ({e})") from None
+    return rows
+
+
+def load_run(path: str) -> LoadedRun:
     """Reads a run directory.
 
     Raises:
@@ -58,11 +68,27 @@ def load_run(path: str) -> Run:
     """
     if not os.path.isdir(path):
         raise RunDirError(f"{path} is not a directory")
-    return Run(
+    join = os.path.join
+    config_path, status_path = join(path, schema.CONFIG_FILE), join(
+        path, schema.STATUS_FILE
+    )
+    try:
+        record = schema.RunRecord.from_json(_read_json(config_path))
+    except RunDirError as e:
+        raise RunDirError(f"{config_path}: {e}") from None
+    try:
+        status = schema.Status.from_json(_read_json(status_path))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, RunDirError):
+            raise
+        raise RunDirError(f"{status_path}: bad status ({e})") from None
+    return LoadedRun(
         path=path,
-        config=_read_json(os.path.join(path, CONFIG_FILE)),
-        status=_read_json(os.path.join(path, STATUS_FILE)),
-        metrics=read_jsonl(os.path.join(path, METRICS_FILE)),
-        evals=read_jsonl(os.path.join(path, EVAL_FILE)),
-        gradient_through_time=read_jsonl(os.path.join(path, TEMPORAL_FILE)),
+        record=record,
+        status=status,
+        metrics=_rows(join(path, schema.METRICS_FILE), schema.MetricsRow),
+        evals=_rows(join(path, schema.EVAL_FILE), schema.EvalRow),
+        gradient_through_time=_rows(
+            join(path, schema.TEMPORAL_FILE), schema.TemporalRow
+        ),
     )

@@ -43,8 +43,9 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import zoo  # noqa: E402
-from trainers import loop, rundir  # noqa: E402
-from trainers.cli import fail, parse_flags  # noqa: E402
+from analysis import schema  # noqa: E402
+from analysis.cli import fail, parse_flags  # noqa: E402
+from trainers import loop  # noqa: E402
 from zoo.tasks.base import classification_task, regression_task  # noqa: E402
 
 LEARNING_RATE = 0.01
@@ -555,7 +556,7 @@ def main(argv):
     print(format_results(results))
     if f.output_json:
         os.makedirs(os.path.dirname(os.path.abspath(f.output_json)), exist_ok=True)
-        rundir.write_json(f.output_json, results)
+        schema.write_json(f.output_json, results)
         print(f"results: {f.output_json}")
 
 

@@ -1,25 +1,29 @@
 """Shared absl flags of the trainer mains, and their mapping to a RunConfig.
 
-Only the mains (train.py and later pretrain.py, suite.py) import this module:
-the library code below them is flag-free. Model and optimizer flags default
-to None, meaning "the builder's (or Keras') default"; the resolved value is
-what config.json and flags.txt record.
+Only the mains import this module: the library code below them is
+flag-free. Model and task flags are generated from the registered builders'
+and loaders' signatures and docstrings (zoo/signature.py), so a new model
+family's hyper-parameters need no flag plumbing: each becomes a flag with
+its type, choices, bounds and help, `--helpfull` lists it, a flag the
+chosen model does not take is refused by name, and flags.txt replays it.
 
-Tested by tests/trainers/test_train_main.py.
+Settings flags default to None, meaning "not set": the resolved RunConfig
+fills them (the builder's or Keras' default, or the task's recipe), and the
+resolved value is what config.json and flags.txt record.
+
+`--config=FILE` starts from a JSON RunConfig (a run directory's config.json
+or a file of RunConfig fields); flags given next to it override its values.
+
+Tested by tests/trainers/test_train_main.py and tests/trainers/test_flags.py.
 """
 
-import inspect
+import dataclasses
 
 from absl import flags, logging
 
 import zoo
-from trainers import runner
-from zoo import blocks, rnn
-
-
-def _positive(name):
-    flags.register_validator(name, lambda v: v is None or v > 0, message="must be > 0")
-
+from trainers import config as gz_config
+from trainers.config import RunConfig
 
 # Where.
 OUTPUT_DIR = flags.DEFINE_string(
@@ -36,79 +40,76 @@ DATA_DIR = flags.DEFINE_string(
     "TFDS data directory (default: $GRADZOO_DATA_DIR or "
     "~/tensorflow_datasets). Generated tasks are built there on first use.",
 )
+CONFIG = flags.DEFINE_string(
+    "config",
+    None,
+    "JSON RunConfig to run: a run directory's config.json, or an object of "
+    "RunConfig fields. Flags given next to it override its values.",
+)
 
 # What is trained.
 MODEL = flags.DEFINE_enum("model", "plain_mlp", zoo.list_models(), "Zoo model.")
 TASK = flags.DEFINE_enum("task", "digits", zoo.list_tasks(), "Zoo task.")
-DEPTH = flags.DEFINE_integer("depth", None, "Hidden layers.", lower_bound=1)
-WIDTH = flags.DEFINE_integer("width", None, "Units per hidden layer.", lower_bound=1)
-ACTIVATION = flags.DEFINE_enum("activation", None, blocks.ACTIVATIONS, "Activation.")
-INITIALIZER = flags.DEFINE_enum(
-    "initializer", None, blocks.INITIALIZERS, "Kernel initializer."
-)
-INIT_STD = flags.DEFINE_float("init_std", None, "Std of the small_normal init.")
-NORM = flags.DEFINE_enum("norm", None, blocks.NORMS, "Normalization layer.")
-L1 = flags.DEFINE_float("l1", None, "L1 kernel penalty.", lower_bound=0.0)
-L2 = flags.DEFINE_float("l2", None, "L2 kernel penalty.", lower_bound=0.0)
-UNITS = flags.DEFINE_integer("units", None, "Recurrent units per layer.", lower_bound=1)
-NUM_LAYERS = flags.DEFINE_integer(
-    "num_layers", None, "Stacked recurrent layers.", lower_bound=1
-)
-RECURRENT_INITIALIZER = flags.DEFINE_enum(
-    "recurrent_initializer",
-    None,
-    rnn.RECURRENT_INITIALIZERS,
-    "Recurrent kernel at init: spectral_radius x (orthogonal | identity | "
-    "N(0, 1/n) rescaled).",
-)
-SPECTRAL_RADIUS = flags.DEFINE_float(
-    "spectral_radius", None, "Spectral radius of the recurrent kernel at init."
-)
-UNIT_FORGET_BIAS = flags.DEFINE_bool(
-    "unit_forget_bias", None, "lstm: forget-gate bias 1 at init."
-)
-RECURRENT_L1 = flags.DEFINE_float(
-    "recurrent_l1", None, "L1 recurrent-kernel penalty.", lower_bound=0.0
-)
-RECURRENT_L2 = flags.DEFINE_float(
-    "recurrent_l2", None, "L2 recurrent-kernel penalty.", lower_bound=0.0
-)
-_positive("init_std")
-MODEL_FLAGS = (
-    "depth",
-    "width",
-    "units",
-    "num_layers",
-    "activation",
-    "initializer",
-    "init_std",
-    "recurrent_initializer",
-    "spectral_radius",
-    "unit_forget_bias",
-    "norm",
-    "l1",
-    "l2",
-    "recurrent_l1",
-    "recurrent_l2",
-)
 
-# The task's own arguments (generated tasks).
-SEQUENCE_LENGTH = flags.DEFINE_integer(
-    "sequence_length", None, "Sequence tasks: time steps per example."
-)
-NUM_TRAIN = flags.DEFINE_integer(
-    "num_train", None, "Generated tasks: training examples."
-)
-NUM_EVAL = flags.DEFINE_integer(
-    "num_eval", None, "Generated tasks: evaluation examples."
-)
-DATA_SEED = flags.DEFINE_integer("data_seed", None, "Generated tasks: data seed.")
-TASK_FLAGS = ("sequence_length", "num_train", "num_eval", "data_seed")
+
+def _collect(specs) -> dict[str, tuple]:
+    """{argument: (Argument, [owner names])} over registry entries."""
+    out = {}
+    for spec in specs:
+        for name, arg in spec.arguments().items():
+            if name in out:
+                first, owners = out[name]
+                if (first.type, first.choices) != (arg.type, arg.choices):
+                    # Different choices per family (e.g. norm): the union.
+                    choices = (
+                        tuple(dict.fromkeys((*first.choices, *arg.choices)))
+                        if first.choices and arg.choices
+                        else None
+                    )
+                    first = dataclasses.replace(first, choices=choices)
+                if not first.help:
+                    first = dataclasses.replace(first, help=arg.help)
+                out[name] = (first, [*owners, spec.name])
+            else:
+                out[name] = (arg, [spec.name])
+    return out
+
+
+def _define(arg, owners: list[str], what: str) -> None:
+    """One flag for a builder or loader argument, default None (not set)."""
+    help_text = f"{arg.help or arg.name} [{what} {', '.join(owners)}]"
+    bound = {"lower_bound": arg.lower_bound} if arg.lower_bound is not None else {}
+    if arg.choices is not None:
+        flags.DEFINE_enum(arg.name, None, [str(c) for c in arg.choices], help_text)
+    elif arg.type is bool:
+        flags.DEFINE_bool(arg.name, None, help_text)
+    elif arg.type is int:
+        flags.DEFINE_integer(arg.name, None, help_text, **bound)
+    elif arg.type is float:
+        flags.DEFINE_float(arg.name, None, help_text, **bound)
+    else:
+        flags.DEFINE_string(arg.name, None, help_text)
+    # Other checks (e.g. positive) happen in RunConfig.resolved(), with the
+    # builder's own message.
+
+
+# Every registered builder's and loader's own arguments, one flag each.
+MODEL_ARGUMENTS = _collect(zoo.model_spec(m) for m in zoo.list_models())
+TASK_ARGUMENTS = _collect(zoo.task_spec(t) for t in zoo.list_tasks())
+for _name, (_arg, _owners) in {**MODEL_ARGUMENTS, **TASK_ARGUMENTS}.items():
+    _define(_arg, _owners, "model" if _name in MODEL_ARGUMENTS else "task")
 
 # How it is trained.
-OPTIMIZER = flags.DEFINE_enum("optimizer", "sgd", list(runner.OPTIMIZERS), "Optimizer.")
+OPTIMIZER = flags.DEFINE_enum(
+    "optimizer",
+    None,
+    list(gz_config.OPTIMIZERS),
+    f"Optimizer (default: the task's recipe, else {gz_config.DEFAULT_OPTIMIZER}).",
+)
 LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", None, "Learning rate (default: the Keras default)."
+    "learning_rate",
+    None,
+    "Learning rate (default: the recipe's with its optimizer, else Keras').",
 )
 MOMENTUM = flags.DEFINE_float("momentum", None, "momentum/nesterov/rmsprop momentum.")
 RHO = flags.DEFINE_float("rho", None, "rmsprop/adadelta decay.")
@@ -121,11 +122,10 @@ INITIAL_ACCUMULATOR_VALUE = flags.DEFINE_float(
 WEIGHT_DECAY = flags.DEFINE_float(
     "weight_decay", None, "Decoupled weight decay, any optimizer (adamw: 0.004)."
 )
-_positive("learning_rate")
 LR_SCHEDULE = flags.DEFINE_enum(
     "lr_schedule",
     "constant",
-    runner.LR_SCHEDULES,
+    gz_config.LR_SCHEDULES,
     "constant; cosine (to 0 at num_steps); "
     "step (x lr_decay_rate every lr_decay_steps).",
 )
@@ -136,9 +136,12 @@ CLIP_NORM = flags.DEFINE_float("clip_norm", None, "Clip each variable's gradient
 CLIP_GLOBAL_NORM = flags.DEFINE_float(
     "clip_global_norm", None, "Clip the norm of the whole gradient."
 )
-for _name in ("clip_value", "clip_norm", "clip_global_norm"):
-    _positive(_name)
-_CLIP_FLAGS = {
+for _name in ("learning_rate", "clip_value", "clip_norm", "clip_global_norm"):
+    flags.register_validator(
+        _name, lambda v: v is None or v > 0, message="must be > 0"
+    )
+# Clipping flag -> RunConfig.clipping mode.
+CLIP_FLAGS = {
     "clip_value": "value",
     "clip_norm": "norm",
     "clip_global_norm": "global_norm",
@@ -146,7 +149,7 @@ _CLIP_FLAGS = {
 
 
 @flags.multi_flags_validator(
-    list(_CLIP_FLAGS),
+    list(CLIP_FLAGS),
     message="set at most one of --clip_value, --clip_norm, --clip_global_norm",
 )
 def _one_clipping(values):
@@ -154,7 +157,11 @@ def _one_clipping(values):
 
 
 BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 128, "Examples per micro-batch.", lower_bound=1
+    "batch_size",
+    None,
+    "Examples per micro-batch (default: the task's recipe, else "
+    f"{gz_config.DEFAULT_BATCH_SIZE}).",
+    lower_bound=1,
 )
 GRAD_ACCUM_STEPS = flags.DEFINE_integer(
     "grad_accum_steps", 1, "Micro-batches per update.", lower_bound=1
@@ -185,7 +192,9 @@ EARLY_STOPPING_MIN_DELTA = flags.DEFINE_float(
     lower_bound=0.0,
 )
 SEED = flags.DEFINE_integer("seed", 0, "Seed of init, data order and dropout.")
-STRATEGY = flags.DEFINE_enum("strategy", "default", runner.STRATEGIES, "tf.distribute.")
+STRATEGY = flags.DEFINE_enum(
+    "strategy", "default", gz_config.STRATEGIES, "tf.distribute."
+)
 NUM_CPU_DEVICES = flags.DEFINE_integer(
     "num_cpu_devices",
     0,
@@ -211,108 +220,141 @@ LOG_GRADIENT_THROUGH_TIME = flags.DEFINE_bool(
     "for every time step t of a fixed eval batch (gradient_through_time.jsonl).",
 )
 
+# RunConfig fields that are one flag of the same name.
+_PLAIN_FIELDS = (
+    "model",
+    "task",
+    "optimizer",
+    "learning_rate",
+    "lr_schedule",
+    "lr_decay_steps",
+    "lr_decay_rate",
+    "batch_size",
+    "grad_accum_steps",
+    "num_steps",
+    "log_every_steps",
+    "eval_every_steps",
+    "checkpoint_every_steps",
+    "early_stopping_patience",
+    "early_stopping_min_delta",
+    "seed",
+    "strategy",
+    "jit_compile",
+    "log_gradient_through_time",
+    "recipe",
+    "data_dir",
+)
 
-def recipe_settings() -> dict:
-    """{flag: value} the task's recipe supplies: each recipe flag not given.
 
-    Given means on the command line, in a flagfile or set in code. The
-    recipe's learning rate goes with its optimizer only, and its clipping
-    applies only when no --clip_* flag is given.
+def _given(name: str) -> bool:
+    """Set on the command line, in a flagfile, or in code."""
+    f = flags.FLAGS[name]
+    return f.present or not f.using_default_value
+
+
+def config_from_flags() -> RunConfig:
+    """The (unresolved) RunConfig the parsed flags describe.
+
+    Without --config, every settings flag counts (None ones stay "not set").
+    With --config, the file's values count, and only flags given next to it
+    override them.
+
+    Raises:
+      ValueError: a bad --config file, or a flag the model or task does not take.
     """
     f = flags.FLAGS
-    recipe = zoo.task_spec(TASK.value).recipe if RECIPE.value else {}
+    base = gz_config.load_config_file(CONFIG.value) if CONFIG.value else None
+    take = _given if base is not None else (lambda name: True)
+    c = dataclasses.replace(base) if base is not None else RunConfig()
+    for name in _PLAIN_FIELDS:
+        if take(name):
+            setattr(c, name, f[name].value)
+    if base is not None and (_given("model") or _given("task")):
+        # A new model or task: the file's arguments for the old one stay
+        # only where the new one takes them, so the override is coherent.
+        c.model_kwargs = _keep(c.model_kwargs, zoo.model_spec(c.model).defaults())
+        c.task_kwargs = _keep(c.task_kwargs, zoo.task_spec(c.task).arguments())
+    model_takes = zoo.model_spec(c.model).defaults()
+    task_takes = zoo.task_spec(c.task).arguments()
+    c.model_kwargs = dict(c.model_kwargs)
+    for name in MODEL_ARGUMENTS:
+        if f[name].value is not None and take(name):
+            if name not in model_takes:
+                raise ValueError(f"--{name} does not apply to --model={c.model}")
+            c.model_kwargs[name] = _typed(name, f[name].value, MODEL_ARGUMENTS)
+    c.task_kwargs = dict(c.task_kwargs)
+    for name in TASK_ARGUMENTS:
+        if f[name].value is not None and take(name):
+            if name not in task_takes:
+                raise ValueError(f"--{name} does not apply to --task={c.task}")
+            c.task_kwargs[name] = f[name].value
+    c.optimizer_kwargs = dict(c.optimizer_kwargs)
+    for name in gz_config.OPTIMIZER_HPARAMS:
+        if f[name].value is not None and take(name):
+            c.optimizer_kwargs[name] = f[name].value
+    for name, mode in CLIP_FLAGS.items():
+        if f[name].value is not None and take(name):
+            c.clipping, c.clip_threshold = mode, f[name].value
+    if base is not None:
+        overridden = [
+            f"--{n}={f[n].value}" for n in f if _given(n) and n in _settings()
+        ]
+        if overridden:
+            logging.info(
+                "--config %s: overridden by %s", CONFIG.value, " ".join(overridden)
+            )
+    return c
 
-    def given(name):
-        return f[name].present or not f[name].using_default_value
 
-    used = {}
-    if "optimizer" in recipe and not given("optimizer"):
-        used["optimizer"] = recipe["optimizer"]
-        if "learning_rate" in recipe and not given("learning_rate"):
-            used["learning_rate"] = recipe["learning_rate"]
-    if "batch_size" in recipe and not given("batch_size"):
-        used["batch_size"] = recipe["batch_size"]
-    if not any(given(n) for n in _CLIP_FLAGS):
-        used.update({k: v for k, v in recipe.items() if k in _CLIP_FLAGS})
-    return used
+def _keep(kwargs: dict, takes) -> dict:
+    return {k: v for k, v in kwargs.items() if k in takes}
 
 
-def recipe_note() -> str:
-    """ " (the task's recipe set ...)" for error messages, or ""."""
-    used = recipe_settings()
-    if not used:
-        return ""
-    settings = " ".join(f"--{k}={v}" for k, v in used.items())
-    return f" (the task's recipe set {settings}; give the flag or --norecipe)"
+def _typed(name, value, arguments):
+    """An enum flag's string back as the argument's type (e.g. an int choice)."""
+    arg = arguments[name][0]
+    return arg.type(value) if arg.choices is not None else value
 
 
-def config_from_flags() -> runner.RunConfig:
-    """The (unresolved) RunConfig the parsed flags describe."""
-    f = flags.FLAGS
-    used = recipe_settings()
+def _settings() -> set[str]:
+    """Every flag that sets a RunConfig field."""
+    return {
+        *_PLAIN_FIELDS,
+        *MODEL_ARGUMENTS,
+        *TASK_ARGUMENTS,
+        *gz_config.OPTIMIZER_HPARAMS,
+        *CLIP_FLAGS,
+    }
+
+
+def log_recipe(c: RunConfig) -> None:
+    """Says which settings the task's recipe supplied (for the log)."""
+    used = recipe_flags(c)
     if used:
         logging.info(
             "task %s: its recipe sets %s (given flags win; --norecipe for none)",
-            TASK.value,
-            " ".join(f"--{k}={v}" for k, v in used.items()),
+            c.task,
+            used,
         )
-    clipping, threshold = "none", 0.0
-    for name, mode in _CLIP_FLAGS.items():
-        value = used.get(name, f[name].value)
-        if value is not None:
-            clipping, threshold = mode, value
-    optimizer = used.get("optimizer", OPTIMIZER.value)
-    learning_rate = used.get("learning_rate", LEARNING_RATE.value)
-    batch_size = used.get("batch_size", BATCH_SIZE.value)
-    spec = zoo.model_spec(MODEL.value)
-    takes = spec.defaults()
-    model_kwargs = {}
-    for name in MODEL_FLAGS:
-        if f[name].value is None:
-            continue
-        if name not in takes:
-            raise ValueError(f"--{name} does not apply to --model={MODEL.value}")
-        model_kwargs[name] = f[name].value
-    task_takes = inspect.signature(zoo.task_spec(TASK.value).loader).parameters
-    task_kwargs = {}
-    for name in TASK_FLAGS:
-        if f[name].value is None:
-            continue
-        if name not in task_takes:
-            raise ValueError(f"--{name} does not apply to --task={TASK.value}")
-        task_kwargs[name] = f[name].value
-    return runner.RunConfig(
-        model=MODEL.value,
-        model_kwargs=model_kwargs,
-        task=TASK.value,
-        task_kwargs=task_kwargs,
-        optimizer=optimizer,
-        learning_rate=learning_rate,
-        optimizer_kwargs={
-            k: f[k].value for k in runner.OPTIMIZER_HPARAMS if f[k].value is not None
-        },
-        lr_schedule=LR_SCHEDULE.value,
-        lr_decay_steps=LR_DECAY_STEPS.value,
-        lr_decay_rate=LR_DECAY_RATE.value,
-        clipping=clipping,
-        clip_threshold=threshold,
-        batch_size=batch_size,
-        grad_accum_steps=GRAD_ACCUM_STEPS.value,
-        num_steps=NUM_STEPS.value,
-        log_every_steps=LOG_EVERY_STEPS.value,
-        eval_every_steps=EVAL_EVERY_STEPS.value,
-        checkpoint_every_steps=CHECKPOINT_EVERY_STEPS.value,
-        early_stopping_patience=EARLY_STOPPING_PATIENCE.value,
-        early_stopping_min_delta=EARLY_STOPPING_MIN_DELTA.value,
-        seed=SEED.value,
-        strategy=STRATEGY.value,
-        jit_compile=JIT_COMPILE.value,
-        log_gradient_through_time=LOG_GRADIENT_THROUGH_TIME.value,
-        data_dir=DATA_DIR.value,
-    )
 
 
-def flags_text(c: runner.RunConfig) -> str:
+def recipe_flags(c: RunConfig) -> str:
+    """The recipe's settings for `c` as flags, e.g. "--optimizer=adam ..."."""
+    used = c.recipe_settings()
+    parts = [f"--{k}={v}" for k, v in used.items() if k in _PLAIN_FIELDS]
+    if "clipping" in used:
+        flag = {mode: name for name, mode in CLIP_FLAGS.items()}[used["clipping"]]
+        parts.append(f"--{flag}={used['clip_threshold']}")
+    return " ".join(parts)
+
+
+def recipe_note(c: RunConfig) -> str:
+    """ " (the task's recipe set ...)" for error messages, or ""."""
+    used = recipe_flags(c)
+    return f" (the task's recipe set {used}; give the flag or --norecipe)" if used else ""
+
+
+def flags_text(c: RunConfig) -> str:
     """Flags that replay the resolved config `c` (for --flagfile)."""
 
     def line(name, value):
@@ -323,8 +365,8 @@ def flags_text(c: runner.RunConfig) -> str:
         )
 
     lines = [line("model", c.model), line("task", c.task)]
-    lines += [line(k, v) for k, v in c.task_kwargs.items() if k in TASK_FLAGS]
-    lines += [line(k, v) for k, v in c.model_kwargs.items() if k in MODEL_FLAGS]
+    lines += [line(k, v) for k, v in c.task_kwargs.items()]
+    lines += [line(k, v) for k, v in c.model_kwargs.items()]
     lines += [line("optimizer", c.optimizer), line("learning_rate", c.learning_rate)]
     lines += [line(k, v) for k, v in c.optimizer_kwargs.items()]
     lines.append(line("lr_schedule", c.lr_schedule))
@@ -333,11 +375,11 @@ def flags_text(c: runner.RunConfig) -> str:
             line("lr_decay_steps", c.lr_decay_steps),
             line("lr_decay_rate", c.lr_decay_rate),
         ]
-    for name, mode in _CLIP_FLAGS.items():
+    for name, mode in CLIP_FLAGS.items():
         if c.clipping == mode:
             lines.append(line(name, c.clip_threshold))
     for name in (
-        *runner.LOOP_COUNTS,
+        *gz_config.LOOP_COUNTS,
         "early_stopping_patience",
         "early_stopping_min_delta",
         "seed",

@@ -6,8 +6,14 @@ gradient norm, all before clipping; it then clips and applies the update, or
 skips it if anything is non-finite. The Python loop around it logs, evaluates,
 checkpoints and stops; it touches the host only on those steps.
 
-    >>> result = loop.train(model, task, optimizer, output_dir="runs/x",
-    ...                     num_steps=500, batch_size=128)
+`train` takes what to minimize (an Objective) apart from the data and from
+the loop's settings (a LoopConfig), so a second training phase (a layer
+trained as an autoencoder, then the whole net fine-tuned) reuses the same
+compiled step, checkpointing and run-directory writer:
+
+    >>> result = loop.train(model, optimizer, loop.Objective.of_task(task), task,
+    ...                     loop.LoopConfig(num_steps=500, batch_size=128),
+    ...                     "runs/x")
 
 Tested by tests/trainers/test_loop.py.
 """
@@ -17,19 +23,69 @@ import functools
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from analysis import schema
 from analysis.gradients import global_norm, half_squares, l2_norms
-from trainers import rundir
+from trainers import writer
 
-EXIT_DIVERGED = 3  # process exit code of a run that ended as "diverged"
-# Examples (the first ones of the eval split) whose gradient through time is
-# recorded at logging steps when asked for: the same batch every time, so the
-# rows show the model changing, not the data.
-PROBE_BATCH = 64
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """What a phase minimizes and how it is scored.
+
+    `loss(y, outputs)` and `metrics(y, outputs)` return per-example values
+    (shape [batch]); the loop averages them over the batch and the replicas.
+    `main_metric` (a key of metrics(), or "loss") drives early stopping.
+    A Task has all of these: `Objective.of_task(task)`.
+    """
+
+    loss: Callable
+    metrics: Callable
+    main_metric: str
+    higher_is_better: bool
+    baselines: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of_task(cls, task) -> "Objective":
+        return cls(
+            task.loss,
+            task.metrics,
+            task.main_metric,
+            task.higher_is_better,
+            dict(task.baselines),
+        )
+
+
+class Data(Protocol):
+    """What the loop reads: a Task, or any object with these two pipelines."""
+
+    def train_dataset(self, batch_size: int, *, seed: int, start_step: int): ...
+
+    def eval_dataset(self, batch_size: int): ...
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """The loop's sizes, cadences and clipping (a RunConfig's loop part)."""
+
+    num_steps: int
+    batch_size: int
+    grad_accum_steps: int = 1
+    clipping: str = "none"
+    clip_threshold: float = 0.0
+    seed: int = 0
+    log_every_steps: int = 100
+    eval_every_steps: int = 500
+    checkpoint_every_steps: int = 1000
+    early_stopping_patience: int = 0
+    early_stopping_min_delta: float = 0.0
+    jit_compile: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +93,6 @@ class TrainResult:
     state: str  # "completed" or "diverged"
     step: int
     message: str
-    final_eval: dict | None
 
 
 def clip_gradients(grads, clipping: str, threshold: float, norm=None):
@@ -75,7 +130,7 @@ class TrainStep:
     def __init__(
         self,
         model,
-        task,
+        objective,
         optimizer,
         *,
         strategy,
@@ -86,7 +141,7 @@ class TrainStep:
         jit_compile=False,
     ):
         self.model = model
-        self.task = task
+        self.objective = objective  # an Objective, or a Task
         self.optimizer = optimizer
         self.strategy = strategy
         self.accum = grad_accum_steps
@@ -133,7 +188,7 @@ class TrainStep:
             # Sum over this micro-batch, divided by the examples of the whole
             # step on all replicas: summing over micro-batches and replicas
             # then gives the mean over the step.
-            data_loss = tf.reduce_sum(self.task.loss(y, logits)) / self.global_batch
+            data_loss = tf.reduce_sum(self.objective.loss(y, logits)) / self.global_batch
             penalty = tf.constant(0.0)
             if self.model.losses:
                 penalty = tf.add_n(self.model.losses) / (replicas * self.accum)
@@ -141,7 +196,7 @@ class TrainStep:
         grads = tape.gradient(objective, self.variables)
         sums = {
             k: tf.reduce_sum(v) / self.global_batch
-            for k, v in self.task.metrics(y, logits).items()
+            for k, v in self.objective.metrics(y, logits).items()
         }
         return grads, {"loss": data_loss, "penalty": penalty, **sums}
 
@@ -227,7 +282,7 @@ class TrainStep:
         }
 
 
-def make_evaluator(model, task, batch_size: int = 1024):
+def make_evaluator(model, objective, data, batch_size: int = 1024):
     """A function returning mean loss and metrics over the eval split.
 
     Runs on the host strategy's default device, not distributed: eval sets
@@ -237,14 +292,14 @@ def make_evaluator(model, task, batch_size: int = 1024):
     @tf.function(reduce_retracing=True)
     def sums(x, y):
         logits = model(x, training=False)
-        out = {"loss": tf.reduce_sum(task.loss(y, logits))}
-        for k, v in task.metrics(y, logits).items():
+        out = {"loss": tf.reduce_sum(objective.loss(y, logits))}
+        for k, v in objective.metrics(y, logits).items():
             out[k] = tf.reduce_sum(v)
         return out
 
     def run() -> dict:
         total, count = {}, 0
-        for x, y in task.eval_dataset(batch_size):
+        for x, y in data.eval_dataset(batch_size):
             for k, v in sums(x, y).items():
                 total[k] = total.get(k, 0.0) + float(v)
             count += int(x.shape[0])
@@ -255,7 +310,7 @@ def make_evaluator(model, task, batch_size: int = 1024):
 
 def evaluate(model, task, batch_size: int = 1024) -> dict:
     """Mean loss and metrics of `model` over the whole eval split of `task`."""
-    return make_evaluator(model, task, batch_size)()
+    return make_evaluator(model, task, task, batch_size)()
 
 
 @dataclasses.dataclass
@@ -311,211 +366,291 @@ def _format_eval(ev: dict, baselines) -> str:
     return ", ".join(parts)
 
 
+# A hook called at step 0 and at every logging step with (step, run_dir, tb):
+# statistics computed outside the compiled step, e.g. the gradient through
+# time of a fixed probe batch (trainers/runner.py).
+LogHook = Callable[[int, "writer.RunDir", object], None]
+
+
+@dataclasses.dataclass
+class _Parts:
+    """What the three stages of `train` share: built once, used by each."""
+
+    model: object
+    optimizer: object
+    objective: Objective
+    data: Data
+    config: LoopConfig
+    run_dir: writer.RunDir
+    strategy: object
+    step_fn: TrainStep
+    ckpt: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    tb: object
+    hooks: Sequence[LogHook]
+    stopper: EarlyStopping
+    evaluate: Callable[[], dict]
+
+    def log_eval(self, step: int) -> dict:
+        ev = self.evaluate()
+        self.run_dir.append(schema.EVAL_FILE, schema.EvalRow(step, time.time(), ev))
+        with self.tb.as_default(step=step):
+            for k, v in ev.items():
+                tf.summary.scalar(f"eval/{k}", v)
+        logging.info(
+            "eval step %d: %s", step, _format_eval(ev, self.objective.baselines)
+        )
+        return ev
+
+    def checkpoint(self, step: int, message: str) -> None:
+        self.ckpt.step.assign(step)
+        self.manager.save(checkpoint_number=step)
+        self.run_dir.write_status("running", step, message)
+
+    def saved_step(self) -> int:
+        """The step of the newest weights on disk."""
+        return int(self.ckpt.step.numpy())
+
+
+@dataclasses.dataclass
+class _Outcome:
+    """Where the step loop stopped, and why."""
+
+    step: int
+    state: str = "completed"  # or "diverged"
+    message: str = ""
+    nonfinite: dict | None = None
+    early: bool = False
+    last_eval: dict | None = None
+
+
 def train(
     model,
-    task,
     optimizer,
+    objective: Objective,
+    data: Data,
+    config: LoopConfig,
+    run_dir: "writer.RunDir | str",
     *,
-    output_dir: str,
-    num_steps: int,
-    batch_size: int,
-    grad_accum_steps: int = 1,
-    clipping: str = "none",
-    clip_threshold: float = 0.0,
-    seed: int = 0,
-    log_every_steps: int = 100,
-    eval_every_steps: int = 500,
-    checkpoint_every_steps: int = 1000,
-    early_stopping_patience: int = 0,
-    early_stopping_min_delta: float = 0.0,
     strategy=None,
-    jit_compile: bool = False,
-    log_gradient_through_time: bool = False,
+    hooks: Sequence[LogHook] = (),
 ) -> TrainResult:
-    """Trains `model` on `task`, writing metrics, evals, checkpoints into output_dir.
+    """Trains `model` on `data` for `objective`, writing the run directory.
 
-    Resumes from the latest checkpoint in `output_dir/ckpt` when there is one:
+    Resumes from the latest checkpoint in `run_dir/ckpt` when there is one:
     the data order is a pure function of (seed, step), so the checkpoint
     (model, optimizer, step) is all a bitwise-identical resume needs.
+
+    Args:
+      model, optimizer: the Keras model and optimizer (built under
+        `strategy`'s scope by the caller).
+      objective: what to minimize and how to score it.
+      data: the training and eval pipelines (a Task, or any `Data`).
+      config: sizes, cadences and clipping.
+      run_dir: a writer.RunDir the caller owns (trainers/runner.py), or a
+        plain directory path, which the loop then owns while it trains.
+      strategy: a tf.distribute strategy (default: the current one).
+      hooks: functions(step, run_dir, tb) called at step 0 and every logging
+        step, outside the compiled step (their time is not in steps/s).
 
     Returns:
       A TrainResult: "completed" (including early stops) or "diverged" (a
       non-finite loss, gradient or weight; the model is restored from the
       newest checkpoint known good, see `_roll_back`, and saved).
 
-    With `log_gradient_through_time`, step 0 and every logging step append
-    ||dL/dh_t|| and ||dL/dx_t|| for all time steps t of a fixed probe batch
-    (analysis.temporal.gradient_through_time, outside the compiled step) to
-    gradient_through_time.jsonl.
-
     Raises:
-      rundir.RunDirError: the checkpoint cannot be restored.
+      RunDirError: the checkpoint cannot be restored, or a plain path is
+        owned by a live run.
     """
+    owned = isinstance(run_dir, str)
+    if owned:
+        os.makedirs(run_dir, exist_ok=True)
+        run_dir = writer.own(run_dir)
+    try:
+        parts = _build(model, optimizer, objective, data, config, run_dir, strategy)
+        finished = _finished(run_dir, config.num_steps)
+        if finished is not None:
+            logging.info("%s: already %s", run_dir.path, finished.message)
+            return finished
+        parts.hooks = hooks
+        start, last_eval = _resume(parts)
+        outcome = _step_loop(parts, start, last_eval)
+        return _finish(parts, outcome)
+    finally:
+        if owned:
+            run_dir.release()
+
+
+def _build(model, optimizer, objective, data, config, run_dir, strategy) -> _Parts:
     strategy = strategy or tf.distribute.get_strategy()
-    os.makedirs(output_dir, exist_ok=True)
-    path = functools.partial(os.path.join, output_dir)
     step_fn = TrainStep(
         model,
-        task,
+        objective,
         optimizer,
         strategy=strategy,
-        batch_size=batch_size,
-        grad_accum_steps=grad_accum_steps,
-        clipping=clipping,
-        clip_threshold=clip_threshold,
-        jit_compile=jit_compile,
+        batch_size=config.batch_size,
+        grad_accum_steps=config.grad_accum_steps,
+        clipping=config.clipping,
+        clip_threshold=config.clip_threshold,
+        jit_compile=config.jit_compile,
     )
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
-    manager = tf.train.CheckpointManager(ckpt, path(rundir.CKPT_DIR), max_to_keep=2)
-    finished = _finished(path(rundir.STATUS_FILE), num_steps)
-    if finished is not None:
-        logging.info("%s: already %s", output_dir, finished.message)
-        return finished
-    start = _restore(ckpt, manager)
-    # Rows written after the checkpoint are replayed, so drop them.
-    for name in (rundir.METRICS_FILE, rundir.EVAL_FILE, rundir.TEMPORAL_FILE):
-        rundir.truncate_jsonl(path(name), start if start > 0 else -1)
-
+    manager = tf.train.CheckpointManager(
+        ckpt, run_dir.file(schema.CKPT_DIR), max_to_keep=2
+    )
     stopper = EarlyStopping(
-        task.main_metric,
-        task.higher_is_better,
-        early_stopping_patience,
-        early_stopping_min_delta,
+        objective.main_metric,
+        objective.higher_is_better,
+        config.early_stopping_patience,
+        config.early_stopping_min_delta,
     )
+    return _Parts(
+        model=model,
+        optimizer=optimizer,
+        objective=objective,
+        data=data,
+        config=config,
+        run_dir=run_dir,
+        strategy=strategy,
+        step_fn=step_fn,
+        ckpt=ckpt,
+        manager=manager,
+        tb=None,
+        hooks=(),
+        stopper=stopper,
+        evaluate=make_evaluator(model, objective, data),
+    )
+
+
+def _resume(p: _Parts) -> tuple[int, dict | None]:
+    """Restores the newest checkpoint and the history up to it.
+
+    Returns (the step to continue from, the last evaluation or None). A new
+    run evaluates at step 0, runs the hooks and saves the initial state.
+    """
+    start = _restore(p.ckpt, p.manager)
+    # Rows written after the checkpoint are replayed, so drop them.
+    p.run_dir.truncate_after(start if start > 0 else -1)
     last_eval = None
-    for row in rundir.read_jsonl(path(rundir.EVAL_FILE)):
-        stopper.update(row["step"], row[task.main_metric])
-        last_eval = {k: v for k, v in row.items() if k not in ("step", "wall_time")}
-    tb = tf.summary.create_file_writer(path(rundir.TB_DIR))
-    baselines = dict(task.baselines)
-    evaluator = make_evaluator(model, task)
-
-    def log_eval(step):
-        ev = evaluator()
-        rundir.append_jsonl(
-            path(rundir.EVAL_FILE), {"step": step, "wall_time": time.time(), **ev}
-        )
-        with tb.as_default(step=step):
-            for k, v in ev.items():
-                tf.summary.scalar(f"eval/{k}", v)
-        logging.info("eval step %d: %s", step, _format_eval(ev, baselines))
-        return ev
-
-    def checkpoint(step, message):
-        step_var.assign(step)
-        manager.save(checkpoint_number=step)
-        rundir.write_status(output_dir, "running", step, message)
-
-    log_temporal = None
-    if log_gradient_through_time:
-        log_temporal = _temporal_logger(model, task, path(rundir.TEMPORAL_FILE), tb)
-
-    rundir.write_status(output_dir, "running", start, f"started at step {start}")
+    for d in schema.read_jsonl(p.run_dir.file(schema.EVAL_FILE)):
+        row = schema.EvalRow.from_json(d)
+        p.stopper.update(row.step, row.metrics[p.objective.main_metric])
+        last_eval = row.metrics
+    p.tb = tf.summary.create_file_writer(p.run_dir.file(schema.TB_DIR))
+    p.run_dir.write_status("running", start, f"started at step {start}")
     if start == 0:
-        last_eval = log_eval(0)  # evaluate before the first step
-        stopper.update(0, last_eval[task.main_metric])
-        if log_temporal is not None:
-            log_temporal(0)  # the profile at init
-        checkpoint(0, "initial state")  # a divergence at step 2 rolls back to it
+        last_eval = p.log_eval(0)  # evaluate before the first step
+        p.stopper.update(0, last_eval[p.objective.main_metric])
+        for hook in p.hooks:
+            hook(0, p.run_dir, p.tb)  # the profile at init
+        p.checkpoint(0, "initial state")  # a divergence at step 2 rolls back to it
+    return start, last_eval
 
-    dataset = task.train_dataset(
-        batch_size * grad_accum_steps, seed=seed, start_step=start
+
+def _step_loop(p: _Parts, start: int, last_eval: dict | None) -> _Outcome:
+    """Steps from `start` to the end, an early stop or a divergence.
+
+    A Ctrl-C, SIGTERM or exception marks the run "failed" (resumable from
+    the newest checkpoint) and is raised again.
+    """
+    c = p.config
+    dataset = p.data.train_dataset(
+        c.batch_size * c.grad_accum_steps, seed=c.seed, start_step=start
     )
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    iterator = iter(p.strategy.experimental_distribute_dataset(dataset))
     window, window_start, host_seconds = [], time.time(), 0.0
-    step, state, message, nonfinite, early = start, "completed", "", None, False
+    out = _Outcome(step=start, last_eval=last_eval)
     try:
-        for step in range(start + 1, num_steps + 1):
-            log_now = step == 1 or step % log_every_steps == 0 or step == num_steps
-            eval_now = step % eval_every_steps == 0 or step == num_steps
-            ckpt_now = step % checkpoint_every_steps == 0 or step == num_steps
-            window.append(step_fn(iterator, with_norms=log_now))
+        for step in range(start + 1, c.num_steps + 1):
+            out.step = step
+            log_now = step == 1 or step % c.log_every_steps == 0 or step == c.num_steps
+            eval_now = step % c.eval_every_steps == 0 or step == c.num_steps
+            ckpt_now = step % c.checkpoint_every_steps == 0 or step == c.num_steps
+            window.append(p.step_fn(iterator, with_norms=log_now))
             if not (log_now or eval_now or ckpt_now):
                 continue
-            nonfinite = step_fn.divergence()
-            if nonfinite is None and ckpt_now:  # never checkpoint bad weights
-                nonfinite = _nonfinite_weights(model, step)
-            if nonfinite is not None:
-                state = "diverged"
-                break
+            out.nonfinite = p.step_fn.divergence()
+            if out.nonfinite is None and ckpt_now:  # never checkpoint bad weights
+                out.nonfinite = _nonfinite_weights(p.model, step)
+            if out.nonfinite is not None:
+                out.state = "diverged"
+                return out
             host_start = time.time()
             if log_now:
                 seconds = host_start - window_start - host_seconds
-                _log_metrics(
-                    path(rundir.METRICS_FILE),
-                    tb,
-                    step,
-                    window,
-                    step_fn.paths,
-                    seconds,
-                    num_steps,
+                _log_metrics(p, step, window, seconds)
+                for hook in p.hooks:
+                    hook(step, p.run_dir, p.tb)
+                # The heartbeat: status.json says the run is alive.
+                p.run_dir.write_status(
+                    "running", p.saved_step(), f"at step {step}"
                 )
-                if log_temporal is not None:
-                    log_temporal(step)
                 window, window_start, host_seconds = [], time.time(), 0.0
                 host_start = window_start
             if eval_now:
-                last_eval = log_eval(step)
-                if stopper.update(step, last_eval[task.main_metric]):
-                    early, message = (
-                        True,
-                        (
-                            f"early stop at step {step}: best {task.main_metric} "
-                            f"{stopper.best:.4g} at step {stopper.best_step}"
-                        ),
+                out.last_eval = p.log_eval(step)
+                main = p.objective.main_metric
+                if p.stopper.update(step, out.last_eval[main]):
+                    out.early = True
+                    out.message = (
+                        f"early stop at step {step}: best {main} "
+                        f"{p.stopper.best:.4g} at step {p.stopper.best_step}"
                     )
-                    checkpoint(step, message)
-                    break
+                    p.checkpoint(step, out.message)
+                    return out
             if ckpt_now:
-                checkpoint(step, f"checkpoint at step {step}")
+                p.checkpoint(step, f"checkpoint at step {step}")
             host_seconds += time.time() - host_start
     except (KeyboardInterrupt, Exception) as e:
         what = "interrupted" if isinstance(e, KeyboardInterrupt) else type(e).__name__
-        rundir.write_status(
-            output_dir,
+        saved = p.saved_step()
+        p.run_dir.write_status(
             "failed",
-            step,
-            f"{what} at step {step}; run the same command to resume "
-            f"from step {int(step_var.numpy())}",
+            saved,
+            f"{what} at step {out.step}; run the same command to resume "
+            f"from step {saved}",
         )
         raise
+    return out
 
-    if state == "diverged":
-        step = _roll_back(ckpt, manager, nonfinite)
-        message = _describe_divergence(nonfinite, step)
-        logging.warning("%s: %s", output_dir, message)
-    else:
-        message = message or (
-            f"trained {step} steps; eval {_format_eval(last_eval or {}, baselines)}"
+
+def _finish(p: _Parts, out: _Outcome) -> TrainResult:
+    """Rolls a diverged run back, saves model.keras, writes the final status."""
+    if out.state == "diverged":
+        out.step = _roll_back(p.ckpt, p.manager, out.nonfinite)
+        out.message = _describe_divergence(out.nonfinite, out.step)
+        logging.warning("%s: %s", p.run_dir.path, out.message)
+    elif not out.message:
+        out.message = f"trained {out.step} steps; eval " + _format_eval(
+            out.last_eval or {}, p.objective.baselines
         )
     # The model before the final status: "completed" promises model.keras.
-    _save_model(model, path(rundir.MODEL_FILE))
-    rundir.write_status(
-        output_dir, state, step, message, nonfinite, early_stopped=early
+    _save_model(p.model, p.run_dir.file(schema.MODEL_FILE))
+    p.run_dir.write_status(
+        out.state, out.step, out.message, out.nonfinite, early_stopped=out.early
     )
-    tb.flush()
-    return TrainResult(state, step, message, last_eval)
+    p.tb.flush()
+    return TrainResult(out.state, out.step, out.message)
 
 
-def _finished(status_path: str, num_steps: int) -> TrainResult | None:
+def _finished(run_dir, num_steps: int) -> TrainResult | None:
     """The result of a run that already ended, or None if it should go on.
 
     A diverged or early-stopped run stays as it ended; a completed one is
     extended only if asked for more steps (the CLI refuses that as a
     changed config).
     """
-    if not os.path.exists(status_path):
+    status = writer.read_status(run_dir.path)
+    if status is None:
         return None
-    status = rundir.read_json(status_path)
-    state = status["state"]
-    done = state == "diverged" or (
-        state == "completed"
-        and (status["step"] >= num_steps or status.get("early_stopped"))
+    done = status.state == "diverged" or (
+        status.state == "completed"
+        and (status.step >= num_steps or status.early_stopped)
     )
     if not done:
         return None
-    return TrainResult(state, status["step"], status["message"], None)
+    return TrainResult(status.state, status.step, status.message)
 
 
 def _nonfinite_weights(model, step: int) -> dict | None:
@@ -554,7 +689,7 @@ def _restore(ckpt, manager) -> int:
     with a warning for the one before it; 0 when there is none at all.
 
     Raises:
-      rundir.RunDirError: checkpoints exist but none can be restored.
+      RunDirError: checkpoints exist but none can be restored.
     """
     if not manager.checkpoints:
         return 0
@@ -570,7 +705,7 @@ def _restore(ckpt, manager) -> int:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
             logging.warning("skipping checkpoint %s: %s", path, reason)
             errors.append(f"{os.path.basename(path)}: {reason}")
-    raise rundir.RunDirError(
+    raise schema.RunDirError(
         f"no checkpoint in {os.path.dirname(manager.checkpoints[0])} can be "
         f"restored ({'; '.join(errors)}); pass --overwrite to start the run over"
     )
@@ -579,8 +714,8 @@ def _restore(ckpt, manager) -> int:
 _THIS_STEP_ONLY = ("grad_norms", "grad_global_norm", "learning_rate")
 
 
-def _log_metrics(path, tb, step, window, paths, seconds, num_steps):
-    """One metrics.jsonl row and TensorBoard scalars for the steps since the last."""
+def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
+    """One metrics row and TensorBoard scalars for the steps since the last."""
     last = window[-1]
     # Loss and metrics are averaged over the window_steps steps since the
     # last row; the learning rate and gradient norms are those of this step
@@ -600,75 +735,43 @@ def _log_metrics(path, tb, step, window, paths, seconds, num_steps):
         .numpy()
         .tolist()
     )
-    row = {
-        "step": step,
-        "wall_time": time.time(),
-        "window_steps": len(window),
-        "steps_per_second": len(window) / max(seconds, 1e-9),
-        "learning_rate": packed[len(averaged)],
-        **dict(zip(averaged, packed)),
-        "grad_global_norm": packed[len(averaged) + 1],
-        "grad_norms": dict(zip(paths, packed[len(averaged) + 2 :])),
-    }
-    rundir.append_jsonl(path, row)
-    with tb.as_default(step=step):
+    values = dict(zip(averaged, packed))
+    row = schema.MetricsRow(
+        step=step,
+        wall_time=time.time(),
+        window_steps=len(window),
+        steps_per_second=len(window) / max(seconds, 1e-9),
+        learning_rate=packed[len(averaged)],
+        loss=values.pop("loss"),
+        penalty=values.pop("penalty"),
+        grad_global_norm=packed[len(averaged) + 1],
+        grad_norms=dict(zip(p.step_fn.paths, packed[len(averaged) + 2 :])),
+        metrics=values,
+    )
+    p.run_dir.append(schema.METRICS_FILE, row)
+    with p.tb.as_default(step=step):
         for k in ("loss", "learning_rate", "grad_global_norm", "steps_per_second"):
-            tf.summary.scalar(f"train/{k}", row[k])
-        for p, norm in row["grad_norms"].items():
-            tf.summary.scalar(f"grad_norm/{p}", norm)
-    eta = (num_steps - step) / max(row["steps_per_second"], 1e-9)
+            tf.summary.scalar(f"train/{k}", getattr(row, k))
+        for path, norm in row.grad_norms.items():
+            tf.summary.scalar(f"grad_norm/{path}", norm)
+    num_steps = p.config.num_steps
+    eta = (num_steps - step) / max(row.steps_per_second, 1e-9)
     # Step 1 includes tracing the step function: no basis for an ETA yet.
     eta_text = (
         "after warm-up" if step == 1 else time.strftime("%H:%M:%S", time.gmtime(eta))
     )
     measured = "  ".join(
-        f"{k} {row[k]:.4g}"
-        for k in last
-        if k not in ("grad_norms", "penalty", "grad_global_norm", "learning_rate")
+        f"{k} {v:.4g}" for k, v in {"loss": row.loss, **row.metrics}.items()
     )
     logging.info(
         "step %d/%d  %s  |g| %.3g  %.0f steps/s  ETA %s",
         step,
         num_steps,
         measured,
-        row["grad_global_norm"],
-        row["steps_per_second"],
+        row.grad_global_norm,
+        row.steps_per_second,
         eta_text,
     )
-
-
-def _temporal_logger(model, task, path, tb):
-    """A function(step) that appends the probe batch's gradient through time."""
-    from analysis import temporal  # imported only by runs that ask for it
-
-    x, y = next(iter(task.eval_dataset(PROBE_BATCH)))
-
-    def log(step):
-        g = temporal.gradient_through_time(model, x, y, task.loss)
-        row = {
-            "step": step,
-            "wall_time": time.time(),
-            "layer": g.layer,
-            "input_ratio": float(g.input_ratio),
-            "state_ratio": float(g.state_ratio),
-            "decay_rate": float(g.decay_rate()),
-            "input_grad_norms": g.input_grad_norms.tolist(),
-            "state_grad_norms": g.state_grad_norms.tolist(),
-        }
-        rundir.append_jsonl(path, row)
-        with tb.as_default(step=step):
-            for k in ("input_ratio", "state_ratio", "decay_rate"):
-                tf.summary.scalar(f"gradient_through_time/{k}", row[k])
-        logging.info(
-            "step %d  gradient through time (%s): |dL/dx_1|/|dL/dx_T| %.3g, "
-            "%.3g per step",
-            step,
-            g.layer,
-            row["input_ratio"],
-            row["decay_rate"],
-        )
-
-    return log
 
 
 def _save_model(model, path):

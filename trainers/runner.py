@@ -1,280 +1,39 @@
-"""A run's resolved configuration, the objects built from it, and `run()`.
+"""Building a run from its resolved config, and `run()`.
 
-Flag-free: trainers/train.py turns flags into a RunConfig, the suite builds
-RunConfigs directly, and both call `run(config, output_dir)`.
+Flag-free: trainers/train.py turns flags (or --config) into a RunConfig, the
+suite builds RunConfigs directly, and both call `run(config, output_dir)`,
+so a run from Python gets exactly what the command line gets (the task's
+recipe included: RunConfig.resolved() applies it).
 
     >>> from trainers import runner
-    >>> cfg = runner.RunConfig(model="plain_mlp", model_kwargs={"depth": 5},
-    ...                        task="digits", num_steps=200)
-    >>> result = runner.run(cfg, "runs/example")
+    >>> cfg = runner.RunConfig(model="lstm", task="adding", num_steps=3000)
+    >>> result = runner.run(cfg, "runs/lstm")
 
 Tested by tests/trainers/test_runner.py.
 """
 
 import dataclasses
-import inspect
-import os
 import platform
+import time
 
 import absl
 import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
 
 import zoo
-from trainers import loop, rundir
+from analysis import schema
+from trainers import loop, writer
+from trainers.config import STRATEGIES, RunConfig, make_optimizer, upgrade_record
 
-# name -> (Keras class, presets, hyper-parameters a user may set). Presets
-# turn one Keras class into the textbook variants (momentum, Nesterov);
-# everything else keeps Keras' own defaults, which the resolved config
-# records explicitly (note Adadelta's Keras default learning rate is 0.001,
-# not the paper's 1.0).
-OPTIMIZERS = {
-    "sgd": (keras.optimizers.SGD, {}, ()),
-    "momentum": (keras.optimizers.SGD, {"momentum": 0.9}, ("momentum",)),
-    "nesterov": (
-        keras.optimizers.SGD,
-        {"momentum": 0.9, "nesterov": True},
-        ("momentum",),
-    ),
-    "adagrad": (
-        keras.optimizers.Adagrad,
-        {},
-        ("initial_accumulator_value", "epsilon"),
-    ),
-    "rmsprop": (keras.optimizers.RMSprop, {}, ("rho", "momentum", "epsilon")),
-    "adadelta": (keras.optimizers.Adadelta, {}, ("rho", "epsilon")),
-    "adam": (keras.optimizers.Adam, {}, ("beta_1", "beta_2", "epsilon")),
-    "nadam": (keras.optimizers.Nadam, {}, ("beta_1", "beta_2", "epsilon")),
-    "adamw": (keras.optimizers.AdamW, {}, ("beta_1", "beta_2", "epsilon")),
-}
-# Every Keras optimizer takes decoupled weight decay (AdamW's default 0.004,
-# the others' None = off); it is settable on all of them.
-_COMMON_HPARAMS = ("weight_decay",)
-# Decay rates live in [0, 1); the rest must be >= 0 (epsilon > 0).
-_UNIT_INTERVAL = ("momentum", "rho", "beta_1", "beta_2")
-_FLOAT32_MAX = 3.4028234e38
-OPTIMIZER_HPARAMS = (
-    "momentum",
-    "rho",
-    "beta_1",
-    "beta_2",
-    "epsilon",
-    "initial_accumulator_value",
-    "weight_decay",
-)
-LR_SCHEDULES = ("constant", "cosine", "step")
-CLIPPING = ("none", "value", "norm", "global_norm")
-STRATEGIES = ("default", "one_device", "mirrored", "tpu")
-# The loop's sizes and cadences, each a positive count.
-LOOP_COUNTS = (
-    "batch_size",
-    "grad_accum_steps",
-    "num_steps",
-    "log_every_steps",
-    "eval_every_steps",
-    "checkpoint_every_steps",
-)
+__all__ = ["BuiltRun", "RunConfig", "build_run", "run"]
 
-
-@dataclasses.dataclass
-class RunConfig:
-    """Everything that decides what a run computes.
-
-    `resolved()` fills every default explicitly (model and optimizer
-    hyper-parameters from their signatures), so the saved config.json alone
-    says what ran. Step counts are optimizer updates; each update sees
-    `batch_size * grad_accum_steps` examples, in `grad_accum_steps`
-    micro-batches of `batch_size`.
-    """
-
-    model: str = "plain_mlp"
-    model_kwargs: dict = dataclasses.field(default_factory=dict)
-    task: str = "digits"
-    task_kwargs: dict = dataclasses.field(default_factory=dict)
-    optimizer: str = "sgd"
-    learning_rate: float | None = None  # None: the Keras default
-    optimizer_kwargs: dict = dataclasses.field(default_factory=dict)
-    lr_schedule: str = "constant"
-    lr_decay_steps: int = 0  # "step" schedule: decay every N steps
-    lr_decay_rate: float = 0.1
-    clipping: str = "none"
-    clip_threshold: float = 0.0
-    batch_size: int = 128
-    grad_accum_steps: int = 1
-    num_steps: int = 1000
-    log_every_steps: int = 100
-    eval_every_steps: int = 500
-    checkpoint_every_steps: int = 1000
-    early_stopping_patience: int = 0  # evaluations without improvement; 0: off
-    early_stopping_min_delta: float = 0.0
-    seed: int = 0
-    strategy: str = "default"
-    jit_compile: bool = False
-    log_gradient_through_time: bool = False  # recurrent models only
-    data_dir: str | None = None
-
-    def resolved(self) -> "RunConfig":
-        """A validated copy with every default made explicit.
-
-        Raises:
-          ValueError: one line naming the offending setting.
-        """
-        c = dataclasses.replace(self)
-        spec = zoo.model_spec(c.model)
-        task_spec = zoo.task_spec(c.task)
-        if task_spec.input_kind not in spec.input_kinds:
-            raise ValueError(
-                f"Model '{c.model}' takes {' or '.join(spec.input_kinds)} inputs, "
-                f"but task '{c.task}' gives {task_spec.input_kind} inputs."
-            )
-        if c.log_gradient_through_time and "sequence" not in spec.input_kinds:
-            raise ValueError(
-                f"log_gradient_through_time needs a recurrent model; "
-                f"'{c.model}' has no recurrent layer."
-            )
-        c.model_kwargs = spec.resolve(**c.model_kwargs)
-        c.task_kwargs = _resolve_task(task_spec, c.task_kwargs)
-        c.optimizer_kwargs, c.learning_rate = _resolve_optimizer(
-            c.optimizer, c.optimizer_kwargs, c.learning_rate
-        )
-        _check_choice("lr_schedule", c.lr_schedule, LR_SCHEDULES)
-        _check_choice("clipping", c.clipping, CLIPPING)
-        _check_choice("strategy", c.strategy, STRATEGIES)
-        for name in LOOP_COUNTS:
-            _check_positive(name, getattr(c, name))
-        if c.clipping == "none":
-            c.clip_threshold = 0.0
-        else:
-            _check_positive("clip_threshold", c.clip_threshold)
-        if c.lr_schedule == "step":
-            _check_positive("lr_decay_steps", c.lr_decay_steps)
-            _check_positive("lr_decay_rate", c.lr_decay_rate)
-        elif c.lr_decay_steps:
-            raise ValueError(
-                f"lr_decay_steps applies to lr_schedule 'step', not '{c.lr_schedule}'."
-            )
-        else:
-            c.lr_decay_steps, c.lr_decay_rate = 0, 0.0
-        if c.data_dir:
-            c.data_dir = os.path.abspath(os.path.expanduser(c.data_dir))
-        if not (
-            c.early_stopping_patience >= 0
-            and 0 <= c.early_stopping_min_delta < _FLOAT32_MAX
-        ):
-            raise ValueError(
-                "early_stopping_patience and early_stopping_min_delta must be >= 0. "
-                f"Received: {c.early_stopping_patience}, {c.early_stopping_min_delta}"
-            )
-        if c.jit_compile and c.strategy in ("mirrored", "tpu"):
-            raise ValueError(
-                f"jit_compile works with strategy default or one_device, "
-                f"not {c.strategy}."
-            )
-        return c
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in fields})
-
-
-def _resolve_task(spec, kwargs):
-    """The task loader's arguments with its defaults made explicit."""
-    params = inspect.signature(spec.loader).parameters
-    defaults = {
-        k: p.default
-        for k, p in params.items()
-        if k != "data_dir" and p.default is not inspect.Parameter.empty
-    }
-    unknown = sorted(set(kwargs) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"Task '{spec.name}' takes no argument {', '.join(unknown)}. "
-            f"It takes: {', '.join(sorted(defaults)) or 'no arguments'}."
-        )
-    return {**defaults, **kwargs}
-
-
-def _check_choice(name, value, known):
-    if value not in known:
-        raise ValueError(f"Unknown {name} '{value}'. Known: {', '.join(known)}.")
-
-
-def _check_positive(name, value):
-    if not (isinstance(value, (int, float)) and 0 < value < _FLOAT32_MAX):
-        raise ValueError(
-            f"{name} must be positive and finite. Received: {name}={value}"
-        )
-
-
-def _resolve_optimizer(name, kwargs, learning_rate):
-    """(explicit hyper-parameters, learning rate) for optimizer `name`."""
-    if name not in OPTIMIZERS:
-        raise ValueError(
-            f"Unknown optimizer '{name}'. Known optimizers: {', '.join(OPTIMIZERS)}."
-        )
-    cls, presets, own = OPTIMIZERS[name]
-    settable = own + _COMMON_HPARAMS
-    unknown = sorted(set(kwargs) - set(settable))
-    if unknown:
-        raise ValueError(
-            f"Optimizer '{name}' takes no {', '.join(unknown)} "
-            f"(it takes: {', '.join(settable)})."
-        )
-    defaults = {
-        k: p.default
-        for k, p in inspect.signature(cls.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-    resolved = {k: defaults[k] for k in settable}
-    resolved.update({k: v for k, v in presets.items() if k in settable})
-    resolved.update(kwargs)
-    if resolved["weight_decay"] is None:
-        resolved["weight_decay"] = 0.0
-    for k, v in resolved.items():
-        low_ok = v > 0 if k == "epsilon" else v >= 0
-        high_ok = v < 1 if k in _UNIT_INTERVAL else v < _FLOAT32_MAX
-        if not (isinstance(v, (int, float)) and low_ok and high_ok):
-            bounds = (
-                "in [0, 1)"
-                if k in _UNIT_INTERVAL
-                else ("positive and finite" if k == "epsilon" else ">= 0 and finite")
-            )
-            raise ValueError(f"{k} must be {bounds}. Received: {k}={v}")
-    if learning_rate is None:
-        learning_rate = defaults["learning_rate"]
-    _check_positive("learning_rate", learning_rate)
-    return resolved, float(learning_rate)
-
-
-def make_optimizer(c: RunConfig) -> keras.optimizers.Optimizer:
-    """The Keras optimizer for a resolved config.
-
-    Clipping is not handed to Keras: the train step clips the all-reduced
-    gradient itself (see loop.py for why).
-    """
-    cls, presets, _ = OPTIMIZERS[c.optimizer]
-    kwargs = {**presets, **c.optimizer_kwargs}
-    if not kwargs["weight_decay"] and cls is not keras.optimizers.AdamW:
-        # Keras' None skips the decay ops; 0.0 would still run them each step.
-        del kwargs["weight_decay"]
-    return cls(learning_rate=make_schedule(c), **kwargs)
-
-
-def make_schedule(c: RunConfig):
-    """The learning rate: a float, or a Keras schedule of the update count."""
-    if c.lr_schedule == "cosine":  # to 0 at num_steps
-        return keras.optimizers.schedules.CosineDecay(c.learning_rate, c.num_steps)
-    if c.lr_schedule == "step":  # x lr_decay_rate every lr_decay_steps
-        return keras.optimizers.schedules.ExponentialDecay(
-            c.learning_rate, c.lr_decay_steps, c.lr_decay_rate, staircase=True
-        )
-    return c.learning_rate
+# Examples (the first ones of the eval split) whose gradient through time is
+# recorded at logging steps when asked for: the same batch every time, so the
+# rows show the model changing, not the data.
+PROBE_BATCH = 64
 
 
 def split_cpu(num_devices: int) -> None:
@@ -314,7 +73,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
-    _check_choice("strategy", name, STRATEGIES)
+    raise ValueError(f"Unknown strategy '{name}'. Known: {', '.join(STRATEGIES)}.")
 
 
 def versions() -> dict:
@@ -329,55 +88,80 @@ def versions() -> dict:
     }
 
 
+def loop_config(c: RunConfig) -> loop.LoopConfig:
+    """The loop's part of a resolved RunConfig."""
+    names = [f.name for f in dataclasses.fields(loop.LoopConfig)]
+    return loop.LoopConfig(**{k: getattr(c, k) for k in names})
+
+
 @dataclasses.dataclass
-class Run:
-    """A validated run, ready to train: its config and the objects built."""
+class BuiltRun:
+    """A validated run, ready to train: its config, its objects, its directory.
+
+    It owns `run_dir` (a live owner keeps other processes out) until
+    `train()` returns or `release()` is called.
+    """
 
     config: RunConfig
-    output_dir: str
+    run_dir: writer.RunDir
     model: keras.Model
     task: zoo.Task
     optimizer: keras.optimizers.Optimizer
     strategy: tf.distribute.Strategy
+    resumed: bool
+
+    @property
+    def output_dir(self) -> str:
+        return self.run_dir.path
 
     def train(self) -> loop.TrainResult:
-        c = self.config
-        return loop.train(
-            self.model,
-            self.task,
-            self.optimizer,
-            output_dir=self.output_dir,
-            num_steps=c.num_steps,
-            batch_size=c.batch_size,
-            grad_accum_steps=c.grad_accum_steps,
-            clipping=c.clipping,
-            clip_threshold=c.clip_threshold,
-            seed=c.seed,
-            log_every_steps=c.log_every_steps,
-            eval_every_steps=c.eval_every_steps,
-            checkpoint_every_steps=c.checkpoint_every_steps,
-            early_stopping_patience=c.early_stopping_patience,
-            early_stopping_min_delta=c.early_stopping_min_delta,
-            strategy=self.strategy,
-            jit_compile=c.jit_compile,
-            log_gradient_through_time=c.log_gradient_through_time,
-        )
+        hooks = []
+        if self.config.log_gradient_through_time:
+            hooks.append(gradient_through_time_hook(self.model, self.task))
+        try:
+            return loop.train(
+                self.model,
+                self.optimizer,
+                loop.Objective.of_task(self.task),
+                self.task,
+                loop_config(self.config),
+                self.run_dir,
+                strategy=self.strategy,
+                hooks=hooks,
+            )
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        self.run_dir.release()
 
 
-def prepare(
+def build_run(
     config: RunConfig, output_dir: str, *, overwrite: bool = False, flags_text=None
-) -> Run:
+) -> BuiltRun:
     """Validates `config`, builds everything, and readies `output_dir`.
 
-    Everything that can be refused is checked here, before a file is written;
-    then config.json (and flags.txt) are written for a new run.
+    Everything that can be refused is checked here, before a file is
+    written: a live owner of `output_dir` first (before any TensorFlow
+    work), then the config, the data and the directory. Then config.json
+    (and flags.txt) are written for a new run.
 
     Raises:
       ValueError: a bad setting, task data that is missing (zoo.TaskDataError)
-        or an output_dir that cannot be used (rundir.RunDirError); the
-        message is one line that names the culprit.
+        or an output_dir that cannot be used (RunDirError); the message is
+        one line that names the culprit.
     """
     c = config.resolved()
+    run_dir = writer.claim(output_dir)
+    try:
+        built = _build(c, run_dir, overwrite, flags_text)
+    except BaseException:
+        run_dir.release()
+        raise
+    return built
+
+
+def _build(c: RunConfig, run_dir, overwrite, flags_text) -> BuiltRun:
     task = zoo.load_task(c.task, data_dir=c.data_dir, **c.task_kwargs)
     step_batch = c.batch_size * c.grad_accum_steps
     if step_batch > len(task.x_train):
@@ -402,11 +186,10 @@ def prepare(
             **c.model_kwargs,
         )
         optimizer = make_optimizer(c)
-    record = {
-        rundir.FORMAT_KEY: rundir.FORMAT,
-        **c.to_dict(),
-        "num_replicas": replicas,
-        "task_info": {
+    record = schema.RunRecord(
+        config=c.to_dict(),
+        num_replicas=replicas,
+        task_info={
             "input_shape": list(task.input_shape),
             "num_outputs": task.num_outputs,
             "output_per_step": task.output_per_step,
@@ -415,41 +198,49 @@ def prepare(
             "main_metric": task.main_metric,
             "baselines": dict(task.baselines),
         },
-        "num_parameters": model.count_params(),
-        "versions": versions(),
-    }
-    state = rundir.prepare(
-        output_dir, record, overwrite=overwrite, upgrade=_upgrade_record
+        num_parameters=model.count_params(),
+        versions=versions(),
     )
-    if state == "new":
-        rundir.write_json(os.path.join(output_dir, rundir.CONFIG_FILE), record)
-        if flags_text is not None:
-            rundir.write_text(os.path.join(output_dir, rundir.FLAGS_FILE), flags_text)
-    return Run(c, output_dir, model, task, optimizer, strategy)
-
-
-def _upgrade_record(old: dict) -> dict:
-    """A config.json written by an earlier gradzoo, restated in today's terms.
-
-    Settings added since then take their defaults, which is what those runs
-    did (no gradient-through-time log, no per-step outputs, the task's
-    default arguments), so such a run resumes instead of being refused.
-    """
-    old = dict(old)
-    for f in dataclasses.fields(RunConfig):
-        if f.name not in old:
-            empty = f.default_factory if f.default is dataclasses.MISSING else None
-            old[f.name] = empty() if empty else f.default
-    try:
-        spec = zoo.task_spec(old["task"])
-        old["task_kwargs"] = _resolve_task(spec, old["task_kwargs"] or {})
-    except (KeyError, TypeError, ValueError):
-        pass  # not comparable: the comparison will name it
-    if isinstance(old.get("task_info"), dict):
-        old["task_info"] = {"output_per_step": False, **old["task_info"]}
-    return old
+    state = run_dir.open(record, overwrite=overwrite, upgrade=upgrade_record)
+    if state == "new" and flags_text is not None:
+        schema.write_text(run_dir.file(schema.FLAGS_FILE), flags_text)
+    return BuiltRun(c, run_dir, model, task, optimizer, strategy, state == "resume")
 
 
 def run(config: RunConfig, output_dir: str, **kwargs) -> loop.TrainResult:
-    """`prepare(config, output_dir, **kwargs).train()`."""
-    return prepare(config, output_dir, **kwargs).train()
+    """`build_run(config, output_dir, **kwargs).train()`."""
+    return build_run(config, output_dir, **kwargs).train()
+
+
+def gradient_through_time_hook(model, task) -> loop.LogHook:
+    """A loop hook appending the probe batch's gradient through time."""
+    from analysis import temporal  # imported only by runs that ask for it
+
+    x, y = next(iter(task.eval_dataset(PROBE_BATCH)))
+
+    def log(step, run_dir, tb):
+        g = temporal.gradient_through_time(model, x, y, task.loss)
+        row = schema.TemporalRow(
+            step=step,
+            wall_time=time.time(),
+            layer=g.layer,
+            input_ratio=float(g.input_ratio),
+            state_ratio=float(g.state_ratio),
+            decay_rate=float(g.decay_rate()),
+            input_grad_norms=g.input_grad_norms.tolist(),
+            state_grad_norms=g.state_grad_norms.tolist(),
+        )
+        run_dir.append(schema.TEMPORAL_FILE, row)
+        with tb.as_default(step=step):
+            for k in ("input_ratio", "state_ratio", "decay_rate"):
+                tf.summary.scalar(f"gradient_through_time/{k}", getattr(row, k))
+        logging.info(
+            "step %d  gradient through time (%s): |dL/dx_1|/|dL/dx_T| %.3g, "
+            "%.3g per step",
+            step,
+            g.layer,
+            row.input_ratio,
+            row.decay_rate,
+        )
+
+    return log

@@ -3,11 +3,12 @@
     python -m trainers.train --model=plain_mlp --task=digits --depth=30 \
         --activation=sigmoid --optimizer=sgd --learning_rate=0.1 \
         --num_steps=500 --output_dir=runs/x
+    python -m trainers.train --config=runs/x/config.json --output_dir=runs/y
 
-Running the same command again resumes from the last checkpoint. Exit codes:
-0 completed (or early-stopped), 2 a user mistake (one line on stderr),
-3 diverged (see status.json), 130 interrupted by Ctrl-C or SIGTERM (status
-"failed", resumable), 1 an unexpected error (traceback).
+Running the same command again resumes from the last checkpoint. Exit codes
+(analysis/cli.py): 0 completed (or early-stopped), 2 a user mistake (one
+line on stderr), 3 diverged (see status.json), 130 interrupted by Ctrl-C or
+SIGTERM (status "failed", resumable), 1 an unexpected error (traceback).
 
 Tested by tests/trainers/test_train_main.py.
 """
@@ -20,11 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, logging  # noqa: E402
 
+from analysis import cli, schema  # noqa: E402
 from trainers import flags as gz_flags  # noqa: E402
-from trainers import loop, rundir, runner  # noqa: E402
-from trainers.cli import fail, parse_flags  # noqa: E402
-
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+from trainers import runner, writer  # noqa: E402
 
 
 def _interrupt(signum, frame):
@@ -36,42 +35,51 @@ def _interrupt(signum, frame):
 def main(argv):
     signal.signal(signal.SIGTERM, _interrupt)
     if len(argv) > 1:
-        fail(f"unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if gz_flags.NUM_CPU_DEVICES.value:
         runner.split_cpu(gz_flags.NUM_CPU_DEVICES.value)
     output_dir = gz_flags.OUTPUT_DIR.value
+    config = None
     try:
         config = gz_flags.config_from_flags()
-        run = runner.prepare(
-            config,
+        resolved = config.resolved()
+        gz_flags.log_recipe(config)
+        built = runner.build_run(
+            resolved,
             output_dir,
             overwrite=gz_flags.OVERWRITE.value,
-            flags_text=gz_flags.flags_text(config.resolved()),
+            flags_text=gz_flags.flags_text(resolved),
         )
-    except ValueError as e:  # every user mistake is refused by prepare()
-        fail(f"{e}{gz_flags.recipe_note()}")
+    except ValueError as e:  # every user mistake is refused before training
+        note = ""
+        if config is not None and not isinstance(e, schema.RunDirError):
+            try:
+                note = gz_flags.recipe_note(config)
+            except ValueError:
+                pass
+        cli.fail(f"{e}{note}")
     except KeyboardInterrupt:
         sys.stderr.write("interrupted before training started\n")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(cli.EXIT_INTERRUPTED)
     try:
-        result = run.train()
-    except rundir.RunDirError as e:  # an unrestorable checkpoint
-        fail(e)
+        result = built.train()
+    except schema.RunDirError as e:  # an unrestorable checkpoint
+        cli.fail(e)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM; status.json says where
-        status = rundir.read_json(os.path.join(output_dir, rundir.STATUS_FILE))
-        sys.stderr.write(f"interrupted: {status['message']}\n")
-        sys.exit(EXIT_INTERRUPTED)
+        status = writer.read_status(output_dir)
+        sys.stderr.write(f"interrupted: {status.message if status else ''}\n")
+        sys.exit(cli.EXIT_INTERRUPTED)
     logging.info("%s: %s", result.state, result.message)
     print(f"{result.state} at step {result.step}: {result.message}")
     print(f"run directory: {output_dir}")
     if result.state == "diverged":
-        sys.exit(loop.EXIT_DIVERGED)
+        sys.exit(cli.EXIT_DIVERGED)
 
 
 def run_main():
     """Console-script entry point (gradzoo-train)."""
     gz_flags.flags.mark_flag_as_required("output_dir")
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ ones. Tested by tests/zoo/test_models.py.
 """
 
 import math
+from typing import Annotated, Literal
 
 import keras
+
+from zoo.signature import AtLeast, Positive
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu")
 
@@ -27,6 +30,15 @@ INITIALIZERS = (
 )
 
 NORMS = ("none", "batch", "layer")
+
+# Annotations for builder signatures: zoo/signature.py reads the type, the
+# choices and the bounds from them, for flags and for RunConfig checks.
+Activation = Literal[ACTIVATIONS]
+Initializer = Literal[INITIALIZERS]
+Norm = Literal[NORMS]
+Count = Annotated[int, AtLeast(1)]
+NonNegative = Annotated[float, AtLeast(0.0)]
+PositiveFloat = Annotated[float, Positive()]
 
 
 def _check(kind: str, value: str, known: tuple[str, ...]) -> None:

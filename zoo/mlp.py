@@ -75,14 +75,14 @@ def plain_mlp(
     *,
     input_shape,
     num_outputs,
-    depth=20,
-    width=64,
-    activation="sigmoid",
-    initializer="glorot_uniform",
-    init_std=0.01,
-    norm="none",
-    l1=0.0,
-    l2=0.0,
+    depth: blocks.Count = 20,
+    width: blocks.Count = 64,
+    activation: blocks.Activation = "sigmoid",
+    initializer: blocks.Initializer = "glorot_uniform",
+    init_std: blocks.PositiveFloat = 0.01,
+    norm: blocks.Norm = "none",
+    l1: blocks.NonNegative = 0.0,
+    l2: blocks.NonNegative = 0.0,
 ) -> keras.Model:
     """A plain deep MLP: `depth` hidden layers, then a linear head.
 
@@ -96,6 +96,18 @@ def plain_mlp(
     0.25 (or 1) per layer, so early layers' gradients shrink geometrically
     with depth (Glorot & Bengio 2010); ReLU with He init keeps them level
     (He et al. 2015).
+
+    Args:
+      input_shape: the task's input shape (flattened first).
+      num_outputs: logits (classes) or regression outputs.
+      depth: hidden layers.
+      width: units per hidden layer.
+      activation: hidden-layer activation.
+      initializer: kernel initializer of every dense layer.
+      init_std: std of the small_normal initializer.
+      norm: normalization after each hidden dense layer (none, batch, layer).
+      l1: L1 penalty on the kernels.
+      l2: L2 penalty on the kernels.
     """
     return _mlp(**locals(), residual=False, name="plain_mlp")
 
@@ -105,14 +117,14 @@ def residual_mlp(
     *,
     input_shape,
     num_outputs,
-    depth=20,
-    width=64,
-    activation="sigmoid",
-    initializer="glorot_uniform",
-    init_std=0.01,
-    norm="none",
-    l1=0.0,
-    l2=0.0,
+    depth: blocks.Count = 20,
+    width: blocks.Count = 64,
+    activation: blocks.Activation = "sigmoid",
+    initializer: blocks.Initializer = "glorot_uniform",
+    init_std: blocks.PositiveFloat = 0.01,
+    norm: blocks.Norm = "none",
+    l1: blocks.NonNegative = 0.0,
+    l2: blocks.NonNegative = 0.0,
 ) -> keras.Model:
     """`plain_mlp` with identity skips: x <- x + act(norm(dense(x))).
 
@@ -123,5 +135,7 @@ def residual_mlp(
     The identity path gives every block a gradient at least as large as the
     one arriving from above, so early layers keep learning at any depth
     (He et al. 2016, "Deep Residual Learning for Image Recognition").
+
+    Args: as `plain_mlp`.
     """
     return _mlp(**locals(), residual=True, name="residual_mlp")

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 
 import keras
 
+from zoo import signature
+
 # Keyword arguments a builder takes from the task, not from the user. Every
 # builder takes the first two; only sequence models take "output_per_step"
 # (a prediction at every time step, as copy_memory needs, not one at the end).
@@ -37,25 +39,19 @@ class ModelSpec:
         """Whether the builder can output a prediction at every time step."""
         return "output_per_step" in inspect.signature(self.builder).parameters
 
+    def arguments(self) -> dict[str, signature.Argument]:
+        """The builder's hyper-parameters (no task arguments), typed, with help."""
+        return signature.arguments(self.builder, exclude=TASK_ARGUMENTS)
+
     def defaults(self) -> dict[str, object]:
         """The builder's hyper-parameters and their defaults (no task args)."""
-        params = inspect.signature(self.builder).parameters
-        return {
-            k: p.default
-            for k, p in params.items()
-            if k not in TASK_ARGUMENTS and p.default is not inspect.Parameter.empty
-        }
+        return {k: a.default for k, a in self.arguments().items()}
 
     def resolve(self, **kwargs) -> dict[str, object]:
-        """Defaults overridden by `kwargs`; an unknown argument is a ValueError."""
-        defaults = self.defaults()
-        unknown = sorted(set(kwargs) - set(defaults))
-        if unknown:
-            raise ValueError(
-                f"Model '{self.name}' takes no argument {', '.join(unknown)}. "
-                f"It takes: {', '.join(sorted(defaults))}."
-            )
-        return {**defaults, **kwargs}
+        """Defaults overridden by `kwargs`, checked; a bad one is a ValueError."""
+        return signature.resolve(
+            f"Model '{self.name}'", self.builder, kwargs, exclude=TASK_ARGUMENTS
+        )
 
 
 _MODELS: dict[str, ModelSpec] = {}

@@ -22,6 +22,7 @@ Tested by tests/zoo/test_rnn.py
 
 import math
 import random
+from typing import Literal
 
 import keras
 import numpy as np
@@ -35,6 +36,8 @@ RECURRENT_INITIALIZERS = ("orthogonal", "identity", "normal")
 # BatchNorm of Cooijmans et al. 2017 (which needs a custom cell), and its
 # statistics would mix time steps; LayerNorm (Ba et al. 2016) has neither issue.
 RECURRENT_NORMS = ("none", "layer")
+RecurrentInit = Literal[RECURRENT_INITIALIZERS]
+RecurrentNorm = Literal[RECURRENT_NORMS]
 
 _TINY = {"units": 4}
 _INPUT_KINDS = ("sequence",)
@@ -219,18 +222,18 @@ def vanilla_rnn(
     input_shape,
     num_outputs,
     output_per_step=False,
-    units=128,
-    num_layers=1,
-    activation="tanh",
-    initializer="glorot_uniform",
-    init_std=0.01,
-    recurrent_initializer="orthogonal",
-    spectral_radius=1.0,
-    norm="none",
-    l1=0.0,
-    l2=0.0,
-    recurrent_l1=0.0,
-    recurrent_l2=0.0,
+    units: blocks.Count = 128,
+    num_layers: blocks.Count = 1,
+    activation: blocks.Activation = "tanh",
+    initializer: blocks.Initializer = "glorot_uniform",
+    init_std: blocks.PositiveFloat = 0.01,
+    recurrent_initializer: RecurrentInit = "orthogonal",
+    spectral_radius: blocks.PositiveFloat = 1.0,
+    norm: RecurrentNorm = "none",
+    l1: blocks.NonNegative = 0.0,
+    l2: blocks.NonNegative = 0.0,
+    recurrent_l1: blocks.NonNegative = 0.0,
+    recurrent_l2: blocks.NonNegative = 0.0,
 ) -> keras.Model:
     """A stacked SimpleRNN, h_t = act(W x_t + W_hh h_{t-1} + b), then a linear head.
 
@@ -256,6 +259,24 @@ def vanilla_rnn(
     above 1 it can explode (Bengio, Simard & Frasconi 1994; Pascanu et al.
     2013). ReLU with W_hh = I (IRNN) passes it unchanged through active units
     (Le, Jaitly & Hinton 2015); W_hh = 1.2 I with ReLU makes it grow 1.2x a step.
+
+    Args:
+      input_shape: the task's (time_steps, features).
+      num_outputs: logits (classes) or regression outputs.
+      output_per_step: a prediction at every time step (set by the task).
+      units: recurrent units per layer.
+      num_layers: stacked recurrent layers.
+      activation: vanilla_rnn only: the cell's activation.
+      initializer: input and head kernel initializer.
+      init_std: std of the small_normal initializer.
+      recurrent_initializer: recurrent kernel at init: spectral_radius x
+        (orthogonal | identity | N(0, 1/n) rescaled).
+      spectral_radius: spectral radius of the recurrent kernel at init.
+      norm: LayerNorm on each layer's output sequence (none, layer).
+      l1: L1 penalty on the input and head kernels.
+      l2: L2 penalty on the input and head kernels.
+      recurrent_l1: L1 penalty on the recurrent kernels.
+      recurrent_l2: L2 penalty on the recurrent kernels.
     """
     return _rnn(**locals(), cell="simple", name="vanilla_rnn")
 
@@ -266,18 +287,18 @@ def lstm(
     input_shape,
     num_outputs,
     output_per_step=False,
-    units=128,
-    num_layers=1,
-    initializer="glorot_uniform",
-    init_std=0.01,
-    recurrent_initializer="orthogonal",
-    spectral_radius=1.0,
-    unit_forget_bias=True,
-    norm="none",
-    l1=0.0,
-    l2=0.0,
-    recurrent_l1=0.0,
-    recurrent_l2=0.0,
+    units: blocks.Count = 128,
+    num_layers: blocks.Count = 1,
+    initializer: blocks.Initializer = "glorot_uniform",
+    init_std: blocks.PositiveFloat = 0.01,
+    recurrent_initializer: RecurrentInit = "orthogonal",
+    spectral_radius: blocks.PositiveFloat = 1.0,
+    unit_forget_bias: bool = True,
+    norm: RecurrentNorm = "none",
+    l1: blocks.NonNegative = 0.0,
+    l2: blocks.NonNegative = 0.0,
+    recurrent_l1: blocks.NonNegative = 0.0,
+    recurrent_l2: blocks.NonNegative = 0.0,
 ) -> keras.Model:
     """`vanilla_rnn` with LSTM cells (tanh, sigmoid gates i, f, c, o).
 
@@ -296,6 +317,10 @@ def lstm(
     with no W_hh and no squashing derivative; with f near 1 it crosses long gaps
     (Hochreiter & Schmidhuber 1997, "Long Short-Term Memory"; the forget gate
     is Gers, Schmidhuber & Cummins 2000).
+
+    Args:
+      unit_forget_bias: lstm: forget-gate bias 1 at init. The rest as
+        `vanilla_rnn`.
     """
     return _rnn(**locals(), cell="lstm", name="lstm")
 
@@ -306,17 +331,17 @@ def gru(
     input_shape,
     num_outputs,
     output_per_step=False,
-    units=128,
-    num_layers=1,
-    initializer="glorot_uniform",
-    init_std=0.01,
-    recurrent_initializer="orthogonal",
-    spectral_radius=1.0,
-    norm="none",
-    l1=0.0,
-    l2=0.0,
-    recurrent_l1=0.0,
-    recurrent_l2=0.0,
+    units: blocks.Count = 128,
+    num_layers: blocks.Count = 1,
+    initializer: blocks.Initializer = "glorot_uniform",
+    init_std: blocks.PositiveFloat = 0.01,
+    recurrent_initializer: RecurrentInit = "orthogonal",
+    spectral_radius: blocks.PositiveFloat = 1.0,
+    norm: RecurrentNorm = "none",
+    l1: blocks.NonNegative = 0.0,
+    l2: blocks.NonNegative = 0.0,
+    recurrent_l1: blocks.NonNegative = 0.0,
+    recurrent_l2: blocks.NonNegative = 0.0,
 ) -> keras.Model:
     """`vanilla_rnn` with GRU cells (tanh candidate, sigmoid gates z, r).
 
@@ -333,6 +358,8 @@ def gru(
     gradient through almost unchanged, a leaky path like the LSTM's cell
     (Cho et al. 2014, "Learning Phrase Representations using RNN
     Encoder-Decoder for Statistical Machine Translation").
+
+    Args: as `vanilla_rnn`.
     """
     return _rnn(**locals(), cell="gru", name="gru")
 

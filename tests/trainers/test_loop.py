@@ -10,7 +10,9 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from trainers import loop, rundir, runner
+from analysis import schema
+from trainers import config as gz_config
+from trainers import loop, runner
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +108,7 @@ def test_step_reports_norms_before_clipping(task):
     )
 
 
-def _train(task, out_dir, model=None, optimizer=None, **kwargs):
+def _train(task, out_dir, model=None, optimizer=None, strategy=None, **kwargs):
     settings = {
         "num_steps": 20,
         "batch_size": 32,
@@ -118,15 +120,17 @@ def _train(task, out_dir, model=None, optimizer=None, **kwargs):
     }
     return loop.train(
         model or _model(),
-        task,
         optimizer or keras.optimizers.Adam(1e-2),
-        output_dir=str(out_dir),
-        **settings,
+        loop.Objective.of_task(task),
+        task,
+        loop.LoopConfig(**settings),
+        str(out_dir),
+        strategy=strategy,
     )
 
 
 def _rows(path):
-    return rundir.read_jsonl(str(path))
+    return schema.read_jsonl(str(path))
 
 
 def test_train_writes_the_run_directory(task, tmp_path):
@@ -200,7 +204,7 @@ def test_no_restorable_checkpoint_is_a_clear_error_and_nothing_is_deleted(
             _damage(tmp_path / "ckpt" / name)
     (tmp_path / "status.json").write_text('{"state": "running", "step": 10}')
     files = sorted(os.listdir(tmp_path))
-    with pytest.raises(rundir.RunDirError, match="no checkpoint in .* can be restored"):
+    with pytest.raises(schema.RunDirError, match="no checkpoint in .* can be restored"):
         _train(task, tmp_path, num_steps=20)
     assert sorted(os.listdir(tmp_path)) == files
 
@@ -285,12 +289,12 @@ def test_early_stopping_rule():
     assert stop.update(4, 0.49)
 
 
-@pytest.mark.parametrize("name", list(runner.OPTIMIZERS))
+@pytest.mark.parametrize("name", list(gz_config.OPTIMIZERS))
 def test_every_optimizer_takes_a_step(name, task):
-    config = runner.RunConfig(optimizer=name, learning_rate=0.05).resolved()
+    config = gz_config.RunConfig(optimizer=name, learning_rate=0.05).resolved()
     model = _model()
     before = [v.numpy().copy() for v in model.trainable_variables]
-    _step(model, task, runner.make_optimizer(config))(iter(_fixed_batches(task)), False)
+    _step(model, task, gz_config.make_optimizer(config))(iter(_fixed_batches(task)), False)
     assert any(
         not np.array_equal(b, v.numpy())
         for b, v in zip(before, model.trainable_variables)

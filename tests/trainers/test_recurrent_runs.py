@@ -118,14 +118,14 @@ def test_lstm_on_adding_logs_gradient_through_time(capsys, tmp_path, data_dir):
 
     loaded = analysis_rundir.load_run(str(run))
     rows = loaded.gradient_through_time
-    assert [r["step"] for r in rows] == [0, 1, 3, 6]  # init, then logging steps
+    assert [r.step for r in rows] == [0, 1, 3, 6]  # init, then logging steps
     for r in rows:
-        assert r["layer"] == "block00_rnn"
-        assert len(r["input_grad_norms"]) == len(r["state_grad_norms"]) == 6
-        assert r["input_ratio"] == pytest.approx(
-            r["input_grad_norms"][0] / r["input_grad_norms"][-1]
+        assert r.layer == "block00_rnn"
+        assert len(r.input_grad_norms) == len(r.state_grad_norms) == 6
+        assert r.input_ratio == pytest.approx(
+            r.input_grad_norms[0] / r.input_grad_norms[-1]
         )
-    assert set(loaded.evals[-1]) >= {"loss", "mse"}
+    assert set(loaded.evals[-1].metrics) >= {"loss", "mse"}
 
     # flags.txt replays the task's and the model's flags: the same run.
     flags_txt = (run / "flags.txt").read_text()

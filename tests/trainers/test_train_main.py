@@ -9,7 +9,8 @@ import sys
 import pytest
 from absl.testing import flagsaver
 
-from trainers import cli, train
+from analysis import cli
+from trainers import train
 
 TINY = [
     "--depth=3",
@@ -147,7 +148,7 @@ def test_diverged_run_exits_3_with_intact_status(capsys, tmp_path, data_dir):
         "--learning_rate=1e12",
         "--log_every_steps=1",
     )
-    assert code == train.loop.EXIT_DIVERGED and "diverged" in out
+    assert code == cli.EXIT_DIVERGED and "diverged" in out
     status = json.load(open(run / "status.json"))
     assert status["state"] == "diverged" and status["nonfinite"]["step"] >= 1
 
@@ -236,7 +237,7 @@ def test_sigterm_leaves_a_resumable_failed_status(tmp_path, data_dir):
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == train.EXIT_INTERRUPTED, err[-2000:]
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err[-2000:]
     assert "Traceback" not in err and "interrupted:" in err
     status = json.load(open(run / "status.json"))
     assert (

@@ -17,7 +17,6 @@ Tested by tests/zoo/test_tasks.py.
 """
 
 import dataclasses
-import inspect
 import os
 from collections.abc import Callable, Mapping
 
@@ -25,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from zoo import signature
 from zoo.registry import lookup
 
 INPUT_KINDS = ("vector", "image", "sequence")
@@ -317,10 +317,12 @@ def sequence_label_task(
 class TaskSpec:
     """A registered task: its loader, input kind and test-sized arguments.
 
-    `recipe` holds the training settings the command line uses for this task
-    when the user sets none of them (the settings of the paper the task comes
-    from), e.g. {"optimizer": "adam", "learning_rate": 1e-3}; keys are
-    trainer flag names. The resolved values are what config.json records.
+    `recipe` holds the training settings a run of this task uses for those
+    it leaves unset (the settings of the paper the task comes from), e.g.
+    {"optimizer": "adam", "learning_rate": 1e-3, "clipping": "global_norm",
+    "clip_threshold": 1.0}; keys are RunConfig fields, and
+    RunConfig.resolved() applies it. The resolved values are what
+    config.json records.
     """
 
     name: str
@@ -328,6 +330,16 @@ class TaskSpec:
     input_kind: str
     tiny: dict
     recipe: dict = dataclasses.field(default_factory=dict)
+
+    def arguments(self) -> dict[str, signature.Argument]:
+        """The loader's own arguments (all but data_dir), typed, with help."""
+        return signature.arguments(self.loader, exclude=("data_dir",))
+
+    def resolve(self, **kwargs) -> dict[str, object]:
+        """Defaults overridden by `kwargs`, checked; a bad one is a ValueError."""
+        return signature.resolve(
+            f"Task '{self.name}'", self.loader, kwargs, exclude=("data_dir",)
+        )
 
 
 _TASKS: dict[str, TaskSpec] = {}
@@ -385,18 +397,10 @@ def load_task(name: str, *, data_dir: str | None = None, **kwargs) -> Task:
       ValueError: For an unknown name or argument.
       TaskDataError: If the data is missing or unusable.
     """
-    spec = task_spec(name)
-    params = inspect.signature(spec.loader).parameters
-    accepted = sorted(k for k in params if k != "data_dir")
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"Task '{name}' takes no argument {', '.join(unknown)}. "
-            f"It takes: {', '.join(accepted) or 'no arguments'}."
-        )
+    kwargs = task_spec(name).resolve(**kwargs)
     data_dir = os.path.expanduser(data_dir or default_data_dir())
     try:
-        return spec.loader(data_dir=data_dir, **kwargs)
+        return task_spec(name).loader(data_dir=data_dir, **kwargs)
     except OSError as e:  # e.g. data_dir is a file, or not writable for a build
         raise TaskDataError(
             f"{name}: cannot use data_dir {data_dir} ({e.strerror or e})"

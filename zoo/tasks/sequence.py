@@ -45,7 +45,8 @@ RECIPE = {
     "optimizer": "adam",
     "learning_rate": 1e-3,
     "batch_size": 64,
-    "clip_global_norm": 1.0,
+    "clipping": "global_norm",
+    "clip_threshold": 1.0,
 }
 
 # The stream each split is drawn from, after data_seed (0 is left unused).

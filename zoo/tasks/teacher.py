@@ -57,7 +57,16 @@ def teacher_task(
     num_eval: int = 2048,
     data_seed: int = 0,
 ) -> Task:
-    """A synthetic task; the same arguments give byte-identical arrays."""
+    """A synthetic task; the same arguments give byte-identical arrays.
+
+    Args:
+      data_dir: unused: the data is generated in memory.
+      num_features: input dimensions (teacher only).
+      num_classes: classes the teacher labels (teacher only).
+      num_train: Training examples.
+      num_eval: Evaluation examples.
+      data_seed: Seeds the data; the same arguments give byte-identical arrays.
+    """
     del data_dir  # Generated in memory.
     # RandomState, not default_rng: its streams are frozen across NumPy
     # versions. Separate streams keep the teacher and the evaluation set the

@@ -1,0 +1,30 @@
+"""How every gradzoo command line ends: exit codes and the one-line error.
+
+The mains of both packages (trainers.train, analysis.compare, ...) use this
+module, so the codes are the same everywhere. It imports neither TensorFlow
+nor any flag definitions. Tested by tests/trainers/test_train_main.py.
+"""
+
+import sys
+
+from absl import flags
+
+EXIT_OK = 0  # completed, early stops included
+EXIT_ERROR = 1  # an unexpected error: a traceback, a bug to report
+EXIT_USAGE = 2  # a user mistake: bad flag, bad config, unusable directory
+EXIT_DIVERGED = 3  # the run ended as "diverged" (see its status.json)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C or SIGTERM; the run is resumable
+
+
+def fail(message) -> None:
+    """Exits with one line on stderr and EXIT_USAGE."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(EXIT_USAGE)
+
+
+def parse_flags(argv):
+    """Flags parser for absl's app.run: a bad flag is one line and exit 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(e)

@@ -1,0 +1,400 @@
+"""The run-directory schema: file names, format version, row types, JSON I/O.
+
+One home for the contract between the writer (trainers/writer.py and the
+loop) and every reader (analysis/rundir.py, the suite, the report):
+
+    <run_dir>/flags.txt                  resolved flags, replayable (--flagfile)
+    <run_dir>/config.json                RunRecord: format + resolved config + facts
+    <run_dir>/status.json                Status: state, step, message, owner
+    <run_dir>/metrics.jsonl              MetricsRow per logging step
+    <run_dir>/eval.jsonl                 EvalRow per evaluation (step 0 included)
+    <run_dir>/gradient_through_time.jsonl  TemporalRow per logging step (opt-in)
+    <run_dir>/ckpt/ tb/ model.keras      checkpoints, TensorBoard, final model
+
+Version policy: FORMAT names what this code writes. A change that a reader of
+the previous format would misread bumps it, and `RunRecord.from_json` /
+`Status.from_json` keep reading every format in READABLE_FORMATS, filling
+what an older writer did not record with what that writer did. From
+gradzoo-run-1 to gradzoo-run-2: status.json gained `owner` (absent: no live
+owner, the run is resumable) and config.json gained `depth_axis` (absent:
+None; readers fall back to analysis.gradients.legacy_depth_axis) and `recipe`.
+
+Every JSON document is written to a temporary file and renamed, and every
+JSONL row is appended as one whole line, so a crash or a kill never leaves a
+half-written document; a torn last JSONL line (a kill mid-append) is skipped
+with a warning on reading.
+
+Tested by tests/analysis/test_schema.py.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+
+from absl import logging
+
+FLAGS_FILE = "flags.txt"
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.jsonl"
+# Written only by runs with log_gradient_through_time.
+TEMPORAL_FILE = "gradient_through_time.jsonl"
+CKPT_DIR = "ckpt"
+TB_DIR = "tb"
+MODEL_FILE = "model.keras"
+# Everything a run writes: resume keeps it, --overwrite removes only these.
+RUN_FILES = (
+    FLAGS_FILE,
+    CONFIG_FILE,
+    STATUS_FILE,
+    METRICS_FILE,
+    EVAL_FILE,
+    TEMPORAL_FILE,
+    CKPT_DIR,
+    TB_DIR,
+    MODEL_FILE,
+)
+JSONL_FILES = (METRICS_FILE, EVAL_FILE, TEMPORAL_FILE)
+# Temporary files of the atomic writes start with this.
+TMP_PREFIX = ".tmp-"
+
+# config.json carries FORMAT_KEY: only a directory whose config.json names a
+# readable format is a gradzoo run, which resume may continue and
+# --overwrite may clear.
+FORMAT_KEY = "format"
+FORMAT = "gradzoo-run-2"
+READABLE_FORMATS = ("gradzoo-run-1", FORMAT)
+
+STATES = ("running", "completed", "diverged", "failed")
+
+
+class RunDirError(ValueError):
+    """A run directory cannot be used or read; the message says why."""
+
+
+# ---------------------------------------------------------------------------
+# JSON I/O
+
+
+def _finite_or_none(value):
+    """JSON has no NaN or Infinity: non-finite numbers are written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def dumps(obj, **kwargs) -> str:
+    """json.dumps with non-finite numbers as null (JSON has no NaN)."""
+    return json.dumps(_finite_or_none(obj), allow_nan=False, **kwargs)
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` atomically (temporary file, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; be an ordinary file
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str, obj) -> None:
+    write_text(path, dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def append_jsonl(path: str, row: Mapping) -> None:
+    """Appends one row as one line, in a single write."""
+    with open(path, "a") as f:
+        f.write(dumps(row) + "\n")
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The rows of a JSONL file ([] if it does not exist).
+
+    A torn last line (no newline: the writer was killed mid-append) is
+    dropped with a warning; any other unreadable line is an error.
+
+    Raises:
+      RunDirError: naming the file and line.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        lines = f.read().split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            raise RunDirError(
+                f"{path} line {number} is not valid JSON: {line[:60]!r}"
+            ) from None
+    if torn:
+        logging.warning(
+            "%s: ignoring a torn last line (line %d, %d bytes)",
+            path,
+            len(lines) + 1,
+            len(torn),
+        )
+    return rows
+
+
+def truncate_jsonl(path: str, last_step: int) -> None:
+    """Keeps rows with step <= last_step (a resume replays the steps after)."""
+    if os.path.exists(path):
+        rows = [r for r in read_jsonl(path) if r["step"] <= last_step]
+        write_text(path, "".join(dumps(r) + "\n" for r in rows))
+
+
+# ---------------------------------------------------------------------------
+# Row types. Each has to_json() -> dict and from_json(dict), the shape on disk.
+
+
+def _split(d: Mapping, known) -> tuple[dict, dict]:
+    return {k: d[k] for k in known if k in d}, {
+        k: v for k, v in d.items() if k not in known
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """The process that writes a run directory.
+
+    On the owner's host, liveness is decided by the lock the owner holds on
+    the directory (trainers/writer.py); from another host (a shared
+    filesystem) by the heartbeat, which the loop renews at least at every
+    logging step.
+    """
+
+    pid: int
+    host: str
+    heartbeat: float  # Unix time of the owner's last sign of life
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "Owner":
+        return cls(int(d["pid"]), str(d["host"]), float(d["heartbeat"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """status.json: where the run is, and why.
+
+    `step` is the step of the newest weights on disk (a checkpoint or
+    model.keras); `nonfinite` is None, or {step, loss_finite, variables,
+    weights} of the first non-finite value of a diverged run.
+    """
+
+    state: str
+    step: int
+    message: str
+    nonfinite: dict | None = None
+    early_stopped: bool = False
+    updated: float = 0.0
+    owner: Owner | None = None
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["owner"] = self.owner.to_json() if self.owner else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "Status":
+        if d.get("state") not in STATES:
+            raise ValueError(f"state {d.get('state')!r} is not one of {STATES}")
+        owner = d.get("owner")
+        return cls(
+            state=d["state"],
+            step=int(d["step"]),
+            message=str(d.get("message", "")),
+            nonfinite=d.get("nonfinite"),
+            early_stopped=bool(d.get("early_stopped", False)),
+            updated=float(d.get("updated", 0.0)),
+            owner=Owner.from_json(owner) if owner else None,
+        )
+
+
+# config.json keys beside the RunConfig fields (which trainers/config.py
+# owns: the schema stores them as a plain dict).
+RECORD_FACTS = (
+    FORMAT_KEY,
+    "num_replicas",
+    "task_info",
+    "num_parameters",
+    "depth_axis",
+    "versions",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """config.json: the resolved config and the facts of the built run.
+
+    `config` holds the RunConfig fields as JSON; `depth_axis` lists the
+    [position, variable path] pairs the model declared as its depth axis
+    (zoo.depth_axis), or None for a gradzoo-run-1 record.
+    """
+
+    config: dict
+    num_replicas: int
+    task_info: dict
+    num_parameters: int
+    versions: dict
+    depth_axis: list | None = None
+    format: str = FORMAT
+
+    def to_json(self) -> dict:
+        """Flat on disk: the config fields next to the facts (as in run-1)."""
+        return {
+            FORMAT_KEY: self.format,
+            **self.config,
+            "num_replicas": self.num_replicas,
+            "task_info": self.task_info,
+            "num_parameters": self.num_parameters,
+            "depth_axis": self.depth_axis,
+            "versions": self.versions,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "RunRecord":
+        """Reads any readable format; an older one is restated as today's.
+
+        Raises:
+          RunDirError: not a gradzoo record, or a format this code cannot read.
+        """
+        if not isinstance(d, Mapping) or FORMAT_KEY not in d:
+            raise RunDirError(f"not a gradzoo run record (no {FORMAT_KEY!r} key)")
+        if d[FORMAT_KEY] not in READABLE_FORMATS:
+            raise RunDirError(
+                f"unknown run format {d[FORMAT_KEY]!r}; this gradzoo reads "
+                f"{', '.join(READABLE_FORMATS)} (a newer gradzoo wrote it?)"
+            )
+        facts, config = _split(d, RECORD_FACTS)
+        return cls(
+            config=config,
+            num_replicas=int(facts.get("num_replicas", 1)),
+            task_info=dict(facts.get("task_info") or {}),
+            num_parameters=int(facts.get("num_parameters", 0)),
+            versions=dict(facts.get("versions") or {}),
+            depth_axis=facts.get("depth_axis"),
+            format=facts[FORMAT_KEY],
+        )
+
+
+_METRICS_FIELDS = (
+    "step",
+    "wall_time",
+    "window_steps",
+    "steps_per_second",
+    "learning_rate",
+    "loss",
+    "penalty",
+    "grad_global_norm",
+    "grad_norms",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsRow:
+    """metrics.jsonl: one row per logging step.
+
+    Loss, penalty and `metrics` (the task's, e.g. accuracy) are averaged
+    over the `window_steps` steps since the previous row; the learning rate
+    and the gradient norms (before clipping, None where non-finite) are
+    those of `step` itself.
+    """
+
+    step: int
+    wall_time: float
+    window_steps: int
+    steps_per_second: float
+    learning_rate: float | None
+    loss: float | None
+    penalty: float | None
+    grad_global_norm: float | None
+    grad_norms: dict
+    metrics: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {**{k: d[k] for k in _METRICS_FIELDS}, **self.metrics}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "MetricsRow":
+        known, metrics = _split(d, _METRICS_FIELDS)
+        return cls(
+            **{k: known.get(k) for k in _METRICS_FIELDS if k != "grad_norms"},
+            grad_norms=dict(known.get("grad_norms") or {}),
+            metrics=metrics,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalRow:
+    """eval.jsonl: mean loss and task metrics over the eval split at `step`."""
+
+    step: int
+    wall_time: float
+    metrics: dict  # "loss" and the task's metrics (accuracy, mse, ...)
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "wall_time": self.wall_time, **self.metrics}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "EvalRow":
+        known, metrics = _split(d, ("step", "wall_time"))
+        return cls(known["step"], known.get("wall_time"), metrics)
+
+
+@dataclasses.dataclass(frozen=True)
+class TemporalRow:
+    """gradient_through_time.jsonl: ||dL/dh_t|| and ||dL/dx_t|| over t = 1..T."""
+
+    step: int
+    wall_time: float
+    layer: str
+    input_ratio: float | None
+    state_ratio: float | None
+    decay_rate: float | None
+    input_grad_norms: list
+    state_grad_norms: list
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "TemporalRow":
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{k: d.get(k) for k in names})
