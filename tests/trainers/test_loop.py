@@ -345,18 +345,6 @@ def test_logged_learning_rate_is_the_one_the_update_used(task, tmp_path):
     )
 
 
-def test_global_norm_survives_float32_overflow_and_underflow():
-    from analysis.gradients import global_norm
-
-    huge = [tf.fill([4], 1e20), tf.fill([3], 1e19)]
-    assert float(tf.linalg.global_norm(huge)) == np.inf  # the trap
-    assert float(global_norm(huge)) == pytest.approx(np.sqrt(4e40 + 3e38), rel=1e-5)
-    tiny = [tf.fill([100], 1e-25)]
-    assert float(global_norm(tiny)) == pytest.approx(1e-24, rel=1e-5)
-    assert not np.isfinite(float(global_norm([tf.constant([1.0, np.inf])])))
-    assert float(global_norm([tf.zeros([3])])) == 0.0
-
-
 def test_huge_finite_gradient_is_clipped_not_called_divergence(task):
     model = _model(activation="relu", initializer="he_normal")
     step = _step(
