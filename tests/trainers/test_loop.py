@@ -130,7 +130,8 @@ def _rows(path):
 
 
 def test_train_writes_the_run_directory(task, tmp_path):
-    result = _train(task, tmp_path)
+    model = _model()
+    result = _train(task, tmp_path, model=model)
     assert result.state == "completed" and result.step == 20
     status = json.load(open(tmp_path / "status.json"))
     assert status["state"] == "completed" and status["step"] == 20
@@ -148,7 +149,16 @@ def test_train_writes_the_run_directory(task, tmp_path):
         "head_dense/bias",
     }
     assert evals[-1]["accuracy"] > evals[0]["accuracy"]
-    assert keras.saving.load_model(str(tmp_path / "model.keras")).count_params() > 0
+    saved = keras.saving.load_model(str(tmp_path / "model.keras"))
+    # 8 inputs -> 16, then two 16 -> 16 layers, then a 4-way head; with biases.
+    assert (
+        saved.count_params()
+        == model.count_params()
+        == ((8 * 16 + 16) + 2 * (16 * 16 + 16) + (16 * 4 + 4))
+    )
+    np.testing.assert_array_equal(
+        saved(task.x_eval[:8]).numpy(), model(task.x_eval[:8]).numpy()
+    )
     assert os.listdir(tmp_path / "tb")
 
 
