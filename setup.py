@@ -21,6 +21,7 @@ setup(
         "numpy",
         "matplotlib",
         "scikit-learn",  # ships the real 8x8 digits images offline
+        "threadpoolctl",  # analysis/temporal.py imports it (not only via sklearn)
     ],
     extras_require={
         "test": ["pytest>=7", "ruff"],

@@ -65,6 +65,18 @@ def test_l2_norm_does_not_underflow_or_overflow():
     assert float(gradients.l2_norm(tf.zeros([3]))) == 0.0
 
 
+def test_global_norm_survives_float32_overflow_and_underflow():
+    huge = [tf.fill([4], 1e20), tf.fill([3], 1e19)]
+    assert float(tf.linalg.global_norm(huge)) == np.inf  # the trap
+    assert float(gradients.global_norm(huge)) == pytest.approx(
+        np.sqrt(4e40 + 3e38), rel=1e-5
+    )
+    tiny = [tf.fill([100], 1e-25)]
+    assert float(gradients.global_norm(tiny)) == pytest.approx(1e-24, rel=1e-5)
+    assert not np.isfinite(float(gradients.global_norm([tf.constant([1.0, np.inf])])))
+    assert float(gradients.global_norm([tf.zeros([3])])) == 0.0
+
+
 @pytest.mark.parametrize(
     "values",
     [

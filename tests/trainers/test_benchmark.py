@@ -72,11 +72,23 @@ def test_checks_and_table_from_results():
     assert "1.05" in table and "not measured" in table and "50%" in table
 
 
+# The real sizes, by hand. A plain MLP: a first dense layer from the 64
+# inputs, (depth - 1) width x width dense layers, and a 10-way head, each
+# with a bias. An LSTM: 4 gates, each with a kernel [2, 128], a recurrent
+# kernel [128, 128] and a bias [128]; then a dense head [128, 1] + bias.
+REAL_SIZES = {
+    "mlp_50x128": (64 * 128 + 128) + 49 * (128 * 128 + 128) + (128 * 10 + 10),
+    "mlp_50x1024": (64 * 1024 + 1024) + 49 * (1024 * 1024 + 1024) + (1024 * 10 + 10),
+    "lstm_128_t100": 4 * (2 * 128 + 128 * 128 + 128) + (128 * 1 + 1),
+}
+
+
 def test_models_table_builds_every_model_at_its_real_size():
+    assert set(benchmark.MODELS) == set(REAL_SIZES)
     for name, bm in benchmark.MODELS.items():
         keras.backend.clear_session()
         model = benchmark._keras_model(bm)
-        assert model.count_params() > 0, name
+        assert model.count_params() == REAL_SIZES[name], name
 
 
 def test_without_torch_case_e_is_skipped(monkeypatch):

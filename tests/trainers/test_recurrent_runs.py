@@ -15,7 +15,7 @@ import tensorflow as tf
 
 import zoo
 from analysis import rundir as analysis_rundir
-from tests.trainers.test_train_main import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 from trainers import loop
 
 TINY_SEQUENCE = [

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from absl.testing import flagsaver
 
 from analysis import cli
+from tests.helpers import assert_one_line_error, run_cli
 from trainers import train
 
 TINY = [
@@ -21,27 +21,6 @@ TINY = [
     "--checkpoint_every_steps=10",
     "--batch_size=32",
 ]
-
-
-def run_cli(capsys, *args):
-    """Runs the main in-process; returns (exit code, stdout, stderr)."""
-    code = 0
-    with flagsaver.flagsaver():
-        try:
-            cli.parse_flags(["train", *args])
-            train.main(["train"])
-        except SystemExit as e:
-            code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == cli.EXIT_USAGE
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in errors[0], errors[0]
 
 
 @pytest.mark.parametrize(

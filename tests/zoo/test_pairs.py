@@ -4,8 +4,22 @@ import pytest
 
 import zoo
 
-# A tiny input of each kind; a pair's arms take the first kind they accept.
+# A tiny input of each kind; a pair's arms take the kind of the pair's task.
 INPUTS = {"vector": (6,), "image": (4, 4, 1), "sequence": (5, 2)}
+
+# The layer type that only this model has among the models a pair switches.
+MODEL_MARKERS = {
+    "residual_mlp": "Add",
+    "vanilla_rnn": "SimpleRNN",
+    "lstm": "LSTM",
+    "gru": "GRU",
+}
+# (Keras class name, stddev) of the kernel initializer each name builds.
+INITIALIZERS = {
+    "glorot_normal": ("GlorotNormal", None),
+    "glorot_uniform": ("GlorotUniform", None),
+    "he_normal": ("HeNormal", None),
+}
 
 
 def _changes_size(switch) -> bool:
@@ -17,21 +31,87 @@ def _changes_size(switch) -> bool:
     return "norm" in switch or bool({"lstm", "gru"} & set(switch.get("model", ())))
 
 
+def _kernel_initializer(layer):
+    config = layer.get_config()["kernel_initializer"]
+    return config["class_name"], config["config"].get("stddev")
+
+
+# What each switchable setting looks like in a built model, read from its
+# layers (not from the kwargs that asked for it).
+OBSERVED = {
+    "model": lambda m: sorted({type(layer).__name__ for layer in m.layers}),
+    "norm": lambda m: [
+        type(ly).__name__ for ly in m.layers if ly.name.endswith("_norm")
+    ],
+    "activation": lambda m: [
+        ly.get_config()["activation"] for ly in m.layers if ly.name.endswith("_act")
+    ],
+    "initializer": lambda m: [
+        _kernel_initializer(ly) for ly in m.layers if ly.name.endswith("_dense")
+    ],
+}
+
+
+def _expected(key, model_name, kwargs):
+    """What OBSERVED[key] must read on an arm built from (model_name, kwargs)."""
+    depth = kwargs.get("depth")
+    if key == "norm":
+        names = {
+            "none": [],
+            "batch": ["BatchNormalization"],
+            "layer": ["LayerNormalization"],
+        }
+        return names[kwargs["norm"]] * depth
+    if key == "activation":
+        return [kwargs["activation"]] * depth
+    if key == "initializer":
+        # Every hidden layer and the head use the chosen kernel initializer.
+        small = ("RandomNormal", kwargs.get("init_std"))
+        return [INITIALIZERS.get(kwargs["initializer"], small)] * (depth + 1)
+    raise AssertionError(f"teach _expected about switch {key!r}")
+
+
 @pytest.mark.parametrize("name", zoo.list_pairs())
 def test_pair_arms_differ_in_exactly_one_setting_and_build(name):
     pair = zoo.get_pair(name)
     assert len(pair.switch) == 1, pair.switch
     assert pair.task in zoo.list_tasks()
-    counts = []
-    for which in ("baseline", "treatment"):
+    (key,) = pair.switch
+    assert key in OBSERVED, f"test_pairs cannot yet see a {key!r} switch"
+    kind = zoo.task_spec(pair.task).input_kind
+    counts, observed = [], []
+    for which, switched in zip(("baseline", "treatment"), pair.switch[key]):
         model_name, kwargs = pair.arm(which)
         spec = zoo.model_spec(model_name)
-        kwargs = {**kwargs, **spec.tiny}  # tiny sizes, same switch
-        input_shape = INPUTS[spec.input_kinds[0]]
+        assert kind in spec.input_kinds, (model_name, pair.task)
+        # Tiny sizes, but never over the switch: the arms must still differ.
+        kwargs = {
+            **kwargs,
+            **{k: v for k, v in spec.tiny.items() if k not in pair.switch},
+        }
+        if key != "model":
+            assert kwargs[key] == switched
         model = zoo.get_model(
-            model_name, input_shape=input_shape, num_outputs=3, **kwargs
+            model_name, input_shape=INPUTS[kind], num_outputs=3, **kwargs
         )
+        assert model.input_shape == (None, *INPUTS[kind])
         counts.append(model.count_params())
+        observed.append({k: read(model) for k, read in OBSERVED.items()})
+        if key == "model":
+            if model_name in MODEL_MARKERS:
+                assert MODEL_MARKERS[model_name] in observed[-1]["model"]
+        else:
+            assert observed[-1][key] == _expected(key, model_name, kwargs), which
+    # The built arms differ in the switch, and in nothing else that is visible.
+    for k in OBSERVED:
+        if k == key:
+            assert observed[0][k] != observed[1][k], k
+        elif not (key == "norm" and k == "model"):  # a norm adds its layer type
+            assert observed[0][k] == observed[1][k], k
+    if key == "model":
+        for model_name, other in zip(pair.switch["model"], observed[::-1]):
+            if model_name in MODEL_MARKERS:
+                assert MODEL_MARKERS[model_name] not in other["model"]
     if not _changes_size(pair.switch):
         assert counts[0] == counts[1]
 

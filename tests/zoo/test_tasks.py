@@ -34,12 +34,6 @@ CATALOG_SHAPES = {
 }
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """One TFDS directory per test module, so digits is built only once."""
-    return str(tmp_path_factory.mktemp("tfds"))
-
-
 def id_task(num_train=50, num_eval=10):
     """A task whose single feature is the example's index, to track rows."""
     return classification_task(
