@@ -416,10 +416,18 @@ def prepare(
             "baselines": dict(task.baselines),
         },
         "num_parameters": model.count_params(),
+        "depth_axis": [list(e) for e in zoo.depth_axis(model, min_positions=1)],
         "versions": versions(),
     }
     state = rundir.prepare(
-        output_dir, record, overwrite=overwrite, upgrade=_upgrade_record
+        output_dir,
+        record,
+        overwrite=overwrite,
+        # A run from before depth_axis was recorded has its model's axis: today's.
+        upgrade=lambda old: {
+            "depth_axis": record["depth_axis"],
+            **_upgrade_record(old),
+        },
     )
     if state == "new":
         rundir.write_json(os.path.join(output_dir, rundir.CONFIG_FILE), record)
