@@ -3,8 +3,10 @@
     python -m analysis.compare runs/demo/plain_mlp runs/demo/residual_mlp
 
 For each run: its state, final eval metric next to the task's baseline, and
-the first/last hidden-kernel gradient-norm ratio at the first logged step
-(initialization) and the last one, with the vanishing/exploding verdict.
+the first/last gradient-norm ratio along the model's depth axis (recorded in
+config.json; for older runs without one, `gradients.legacy_depth_axis`) at
+the first logged step (initialization) and the last one, with the
+vanishing/exploding verdict.
 Exit code 2 with one line if a run directory cannot be read.
 
 Tested by tests/analysis/test_compare.py.
@@ -21,11 +23,12 @@ from analysis.cli import fail, parse_flags  # noqa: E402
 from analysis.rundir import LoadedRun, RunDirError, load_run  # noqa: E402
 
 
-def _ratio(row) -> tuple[str, str]:
+def _ratio(row, axis) -> tuple[str, str]:
+    """The first/last ratio and verdict of one metrics row, or dashes."""
     if not row or not row.grad_norms:
         return "-", "-"
     try:
-        profile = gradients.gradient_profile(row.grad_norms)
+        profile = gradients.gradient_profile(row.grad_norms, axis)
     except ValueError:
         return "-", "-"
     return f"{profile.first_last_ratio:.2e}", profile.verdict
@@ -52,8 +55,11 @@ def rows(runs: list[LoadedRun]) -> list[list[str]]:
         base = info.get("baselines", {}).get(metric)
         ev = run.final_eval.metrics if run.final_eval else {}
         value = ev.get(metric)
-        first_ratio, _ = _ratio(run.metrics[0] if run.metrics else None)
-        last_ratio, last_verdict = _ratio(run.metrics[-1] if run.metrics else None)
+        axis = run.depth_axis
+        first_ratio, _ = _ratio(run.metrics[0] if run.metrics else None, axis)
+        last_ratio, last_verdict = _ratio(
+            run.metrics[-1] if run.metrics else None, axis
+        )
         table.append(
             [
                 run.path,
@@ -90,7 +96,8 @@ def main(argv):
         fail(e)
     print(format_table(rows(runs)))
     print(
-        f"|g1|/|gL|: gradient norm of the first hidden kernel over the last's; "
+        "|g1|/|gL|: gradient norm at the first position of the model's depth "
+        "axis over the last's; "
         f"vanishing below {gradients.VANISHING_BELOW:g}, exploding above "
         f"{gradients.EXPLODING_ABOVE:g}."
     )

@@ -1,13 +1,14 @@
 """Per-layer gradient norms and the vanishing / exploding summary.
 
 `layer_gradient_norms` measures a model on one batch; `gradient_profile`
-orders the hidden layers' norms by depth (from the zero-padded `blockNN_`
-layer names) and judges the first/last ratio against stated thresholds. The
-trainer logs the same per-variable norms in metrics.jsonl, so a profile can
-be taken from a run directory too.
+orders the norms along the model's depth axis (`zoo.depth_axis(model)`, the
+variables each model family declares, in depth order) and judges the
+first/last ratio against stated thresholds. The trainer logs the same
+per-variable norms in metrics.jsonl and the axis in config.json, so a
+profile can be taken from a run directory too.
 
     >>> norms = layer_gradient_norms(model, x, y, task.loss)
-    >>> print(gradient_profile(norms))
+    >>> print(gradient_profile(norms, zoo.depth_axis(model)))
 
 Tested by tests/analysis/test_gradients.py.
 """
@@ -15,17 +16,19 @@ Tested by tests/analysis/test_gradients.py.
 import dataclasses
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 
 # TensorFlow is imported inside the functions that need it, so reading run
 # directories and profiling logged norms (analysis.compare) starts instantly.
 
-# The verdict's thresholds on ||grad first hidden kernel|| / ||grad last||.
+# The verdict's thresholds on ||grad first depth position|| / ||grad last||.
 VANISHING_BELOW = 1e-3
 EXPLODING_ABOVE = 1e3
 
-# Hidden-layer kernels, e.g. "block07_dense/kernel" or a recurrent layer's
-# input kernel "block01_rnn/lstm_cell/kernel"; the number is the depth.
-HIDDEN_KERNEL = r"^block(\d+)_\w+/(?:\w+_cell/)?kernel$"
+# How gradzoo-run-1 directories without a recorded depth axis are read: the
+# hidden-layer kernels, "block07_dense/kernel" or a recurrent layer's input
+# kernel "block01_rnn/lstm_cell/kernel"; the number is the depth.
+_LEGACY_HIDDEN_KERNEL = r"^block(\d+)_\w+/(?:\w+_cell/)?kernel$"
 
 
 def l2_norm(t):
@@ -135,17 +138,23 @@ def layer_gradient_norms(
 
 @dataclasses.dataclass(frozen=True)
 class GradientProfile:
-    """Hidden-layer gradient norms in depth order, and what they say."""
+    """Gradient norms along the depth axis, one per position, and their verdict.
+
+    `layers` labels each position: its variable path, or the paths joined by
+    "+" where several variables share it. `norms` are the positions' norms.
+    """
 
     layers: tuple[str, ...]
     norms: tuple[float, ...]
     first_last_ratio: float
-    per_layer_factor: float  # geometric mean change per layer, input-ward
+    per_layer_factor: float  # geometric mean change per position, input-ward
     verdict: str  # "vanishing", "exploding", "healthy" or "undefined"
 
     def __str__(self) -> str:
+        width = max(24, *(len(name) for name in self.layers))
         rows = [
-            f"  {name:<24} {norm:.3e}" for name, norm in zip(self.layers, self.norms)
+            f"  {name:<{width}} {norm:.3e}"
+            for name, norm in zip(self.layers, self.norms)
         ]
         return "\n".join(
             rows
@@ -169,27 +178,64 @@ def verdict(ratio: float) -> str:
     return "healthy"
 
 
-def gradient_profile(
-    norms: dict[str, float], pattern: str = HIDDEN_KERNEL
-) -> GradientProfile:
-    """Orders the hidden kernels' norms by depth and summarizes them.
+def legacy_depth_axis(paths: Iterable[str]) -> tuple[tuple[int, str], ...]:
+    """The depth axis of a gradzoo-run-1 directory that recorded none.
 
-    Raises:
-      ValueError: fewer than two variables match `pattern`.
+    Only for reading run directories written by older gradzoo, whose
+    config.json has no "depth_axis": it reconstructs the axis from the logged
+    variable paths by the naming rule of that time, the `blockNN_` hidden
+    kernels (`blockNN_dense/kernel`, `blockNN_rnn/<cell>/kernel`), NN being
+    the position. Models and new runs declare their axis (`zoo.depth_axis`).
     """
     matched = []
-    for path, norm in norms.items():
-        m = re.match(pattern, path)
+    for path in paths:
+        m = re.match(_LEGACY_HIDDEN_KERNEL, path)
         if m:
-            matched.append((int(m.group(1)), path, float(norm)))
-    if len(matched) < 2:
+            matched.append((int(m.group(1)), path))
+    return tuple(sorted(matched))
+
+
+def gradient_profile(
+    norms: Mapping[str, float], axis: Sequence[Sequence]
+) -> GradientProfile:
+    """Orders the gradient norms along a depth axis and summarizes them.
+
+    Args:
+      norms: {variable path: gradient norm}, as `layer_gradient_norms`
+        returns and metrics.jsonl's `grad_norms` holds.
+      axis: (position, variable path) pairs: `zoo.depth_axis(model)`, or a
+        run's config.json "depth_axis" ([position, path] lists).
+
+    Where several variables share a position (a block's convolutions and its
+    projection shortcut), the position's norm is the L2 norm of theirs,
+    sqrt(sum of squares): the norm of the block's gradient as one vector.
+    The ratio is the lowest position's norm over the highest's, and the
+    per-layer factor its geometric mean over the steps between consecutive
+    positions.
+
+    Raises:
+      ValueError: a path of the axis has no norm, or the axis has fewer than
+        two positions.
+    """
+    by_position: dict[int, list[str]] = {}
+    for position, path in axis:
+        if path not in norms:
+            raise ValueError(
+                f"The depth axis names {path!r}, which has no gradient norm."
+            )
+        by_position.setdefault(int(position), []).append(path)
+    if len(by_position) < 2:
         raise ValueError(
-            f"A gradient profile needs two or more variables matching {pattern!r}; "
-            f"got {len(matched)} of {len(norms)}."
+            "A gradient profile needs two or more depth positions; "
+            f"the axis has {len(by_position)}."
         )
-    matched.sort()
-    layers = tuple(path for _, path, _ in matched)
-    values = tuple(norm for _, _, norm in matched)
+    positions = sorted(by_position)
+    layers = tuple("+".join(by_position[p]) for p in positions)
+    # hypot of one value is that value exactly, so a one-variable position
+    # keeps its norm bit for bit; of several it avoids over- and underflow.
+    values = tuple(
+        math.hypot(*(float(norms[path]) for path in by_position[p])) for p in positions
+    )
     first, last = values[0], values[-1]
     ratio = first / last if last > 0 else math.inf if first > 0 else math.nan
     factor = (

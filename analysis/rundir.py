@@ -37,6 +37,22 @@ class LoadedRun:
         return self.record.config
 
     @property
+    def depth_axis(self) -> list | None:
+        """[position, variable path] pairs of the model's depth axis.
+
+        As recorded in config.json; for a gradzoo-run-1 directory, which
+        recorded none, the old naming rule over the logged variables
+        (analysis.gradients.legacy_depth_axis); None without either.
+        """
+        if self.record.depth_axis is not None:
+            return self.record.depth_axis
+        if self.metrics and self.metrics[0].grad_norms:
+            from analysis import gradients
+
+            return [list(e) for e in gradients.legacy_depth_axis(self.metrics[0].grad_norms)]
+        return None
+
+    @property
     def final_eval(self) -> schema.EvalRow | None:
         return self.evals[-1] if self.evals else None
 

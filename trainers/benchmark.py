@@ -144,6 +144,8 @@ def train_flops_per_example(model: keras.Model) -> int:
     step inside a recurrent layer or on a sequence); backward computes the
     gradients of the inputs and of the kernel, twice the forward. Biases,
     activations and the optimizer are left out (they are a few percent).
+    Every layer's 2-D kernels count, by shape, not `zoo.depth_axis`: the head
+    and a recurrent layer's W_hh are off the depth axis but cost FLOPs.
     """
     forward = 0
     for layer in model.layers:

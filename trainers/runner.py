@@ -199,6 +199,7 @@ def _build(c: RunConfig, run_dir, overwrite, flags_text) -> BuiltRun:
             "baselines": dict(task.baselines),
         },
         num_parameters=model.count_params(),
+        depth_axis=[list(e) for e in zoo.depth_axis(model, min_positions=1)],
         versions=versions(),
     )
     state = run_dir.open(record, overwrite=overwrite, upgrade=upgrade_record)

@@ -4,6 +4,7 @@
     >>> zoo.list_models()
     >>> model = zoo.get_model("residual_mlp", input_shape=(64,), num_outputs=10)
     >>> print(zoo.get_pair("mlp_residual").describe())
+    >>> zoo.depth_axis(model)  # the variables analysis profiles, by depth
 
 Tested by tests/zoo.
 """
@@ -12,7 +13,15 @@ Tested by tests/zoo.
 # here, by name, keeps the registry complete without hidden import magic.
 from zoo import mlp, rnn  # noqa: F401
 from zoo.pairs import Arm, Pair, get_pair, list_pairs
-from zoo.registry import ModelSpec, get_model, list_models, model_spec, register_model
+from zoo.registry import (
+    ModelSpec,
+    depth_axis,
+    get_model,
+    kernel_depth_axis,
+    list_models,
+    model_spec,
+    register_model,
+)
 from zoo.rnn import RecurrentInitializer, hidden_state_model, recurrent_layers
 from zoo.tasks import (
     Task,
@@ -30,9 +39,11 @@ __all__ = [
     "RecurrentInitializer",
     "Task",
     "TaskDataError",
+    "depth_axis",
     "get_model",
     "get_pair",
     "hidden_state_model",
+    "kernel_depth_axis",
     "list_models",
     "list_pairs",
     "list_tasks",

@@ -70,7 +70,20 @@ def _mlp(
     return keras.Model(inputs, outputs, name=name)
 
 
-@register_model("plain_mlp", input_kinds=_INPUT_KINDS, tiny=_TINY)
+def mlp_depth_axis(model: keras.Model) -> list[tuple[int, str]]:
+    """The kernel of each hidden block, `blockNN_dense/kernel`, in block order.
+
+    `_mlp` builds `depth` Dense layers `blockNN_dense` and one `head_dense`;
+    the head maps to the outputs, so it is not on the depth axis.
+    """
+    depth = sum(isinstance(layer, keras.layers.Dense) for layer in model.layers) - 1
+    names = [f"{blocks.block_prefix(i, depth)}_dense" for i in range(depth)]
+    return [(i, model.get_layer(n).kernel.path) for i, n in enumerate(names)]
+
+
+@register_model(
+    "plain_mlp", input_kinds=_INPUT_KINDS, tiny=_TINY, depth_axis=mlp_depth_axis
+)
 def plain_mlp(
     *,
     input_shape,
@@ -112,7 +125,9 @@ def plain_mlp(
     return _mlp(**locals(), residual=False, name="plain_mlp")
 
 
-@register_model("residual_mlp", input_kinds=_INPUT_KINDS, tiny=_TINY)
+@register_model(
+    "residual_mlp", input_kinds=_INPUT_KINDS, tiny=_TINY, depth_axis=mlp_depth_axis
+)
 def residual_mlp(
     *,
     input_shape,

@@ -1,19 +1,22 @@
 """The one model registry: a name -> builder table, filled by the family files.
 
 A builder is a keyword-only function returning an ordinary `keras.Model` that
-maps inputs to logits. Each entry also declares the input kinds it accepts
-(so a trainer can refuse an RNN on an image task) and `tiny` keyword arguments
-that make a test-sized model.
+maps inputs to logits, named with the registered name. Each entry also
+declares the input kinds it accepts (so a trainer can refuse an RNN on an
+image task), `tiny` keyword arguments that make a test-sized model, and its
+depth axis: the variables, in depth order, along which analysis reads how the
+gradient changes with depth (`depth_axis`).
 
     >>> import zoo
-    >>> zoo.get_model("residual_mlp", input_shape=(64,), num_outputs=10, depth=50)
+    >>> model = zoo.get_model("residual_mlp", input_shape=(64,), num_outputs=10)
+    >>> zoo.depth_axis(model)  # ((0, "block00_dense/kernel"), (1, ...), ...)
 
-Tested by tests/zoo/test_models.py.
+Tested by tests/zoo/test_models.py and tests/zoo/test_depth_axis.py.
 """
 
 import dataclasses
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import keras
 
@@ -24,6 +27,11 @@ from zoo import signature
 # (a prediction at every time step, as copy_memory needs, not one at the end).
 TASK_ARGUMENTS = ("input_shape", "num_outputs", "output_per_step")
 
+# A family's depth axis: (depth position, variable path) pairs of a built model,
+# in depth order, position 0 closest to the input. Several variables may share
+# a position (a residual block's convolutions and its projection shortcut).
+DepthAxis = Callable[[keras.Model], list[tuple[int, str]]]
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -33,6 +41,7 @@ class ModelSpec:
     builder: Callable[..., keras.Model]
     input_kinds: tuple[str, ...]
     tiny: Mapping[str, object]
+    depth_axis: DepthAxis
 
     @property
     def predicts_per_step(self) -> bool:
@@ -57,13 +66,21 @@ class ModelSpec:
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, input_kinds: tuple[str, ...], tiny: Mapping):
-    """Decorator that adds a builder to the registry under `name`."""
+def register_model(
+    name: str, *, input_kinds: tuple[str, ...], tiny: Mapping, depth_axis: DepthAxis
+):
+    """Decorator that adds a builder to the registry under `name`.
+
+    The builder must name its model `name`: `depth_axis(model)` finds the
+    model's entry by `model.name`.
+    """
 
     def decorate(builder):
         if name in _MODELS:
             raise ValueError(f"Model '{name}' is registered twice.")
-        _MODELS[name] = ModelSpec(name, builder, tuple(input_kinds), dict(tiny))
+        _MODELS[name] = ModelSpec(
+            name, builder, tuple(input_kinds), dict(tiny), depth_axis
+        )
         return builder
 
     return decorate
@@ -100,3 +117,82 @@ def get_model(name: str, **kwargs) -> keras.Model:
     if not task_args.get("output_per_step", True):
         del task_args["output_per_step"]
     return spec.builder(**task_args, **spec.resolve(**kwargs))
+
+
+def kernel_depth_axis(model: keras.Model) -> list[tuple[int, str]]:
+    """The depth axis of a model the zoo did not build: its kernels in order.
+
+    Every trainable variable named `kernel` (Dense, Conv, a recurrent layer's
+    input kernel), layer by layer in the order of `model.layers`, each its own
+    position; a nested model contributes its kernels in its own order. The
+    head's kernel is included: without the family's naming there is no telling
+    it from a hidden layer's.
+    """
+    paths = [
+        v.path
+        for layer in model.layers
+        for v in layer.trainable_weights
+        if v.name == "kernel"
+    ]
+    # dict.fromkeys: a layer shared by a nested model and its parent once.
+    return list(enumerate(dict.fromkeys(paths)))
+
+
+def _check_axis(model: keras.Model, axis, min_positions: int) -> None:
+    where = f"Depth axis of model '{model.name}'"
+    trainable = {v.path for v in model.trainable_variables}
+    seen, last = set(), None
+    for entry in axis:
+        if (
+            not isinstance(entry, Sequence)
+            or len(entry) != 2
+            or not isinstance(entry[0], int)
+            or isinstance(entry[0], bool)
+            or not isinstance(entry[1], str)
+        ):
+            raise ValueError(
+                f"{where}: entries must be (position, path) pairs. Received: {entry!r}"
+            )
+        position, path = entry
+        if path not in trainable:
+            raise ValueError(
+                f"{where}: {path!r} is not a trainable variable of the model."
+            )
+        if path in seen:
+            raise ValueError(f"{where}: {path!r} is listed twice.")
+        if last is not None and position < last:
+            raise ValueError(
+                f"{where}: positions must not decrease; {path!r} is at "
+                f"{position} after {last}."
+            )
+        seen.add(path)
+        last = position
+    count = len({position for position, _ in axis})
+    if count < min_positions:
+        raise ValueError(
+            f"{where} has {count} depth position(s); at least {min_positions} "
+            "are needed."
+        )
+
+
+def depth_axis(
+    model: keras.Model, *, min_positions: int = 2
+) -> tuple[tuple[int, str], ...]:
+    """The (depth position, variable path) pairs of `model`'s depth axis.
+
+    A zoo model (its `model.name` is a registered name) gets the axis its
+    family declares with `register_model(..., depth_axis=...)`; any other
+    model gets `kernel_depth_axis(model)`. The axis is checked: every path a
+    trainable variable of the model, none twice, positions non-decreasing,
+    and at least `min_positions` distinct positions (2, the two ends a
+    first/last gradient ratio needs; the trainer records the axis of a
+    one-layer model too, with `min_positions=1`).
+
+    Raises:
+      ValueError: the axis fails a check; one line naming the model.
+    """
+    spec = _MODELS.get(model.name)
+    declare = spec.depth_axis if spec is not None else kernel_depth_axis
+    axis = list(declare(model))
+    _check_axis(model, axis, min_positions)
+    return tuple((position, path) for position, path in axis)

@@ -39,7 +39,8 @@ RECURRENT_NORMS = ("none", "layer")
 RecurrentInit = Literal[RECURRENT_INITIALIZERS]
 RecurrentNorm = Literal[RECURRENT_NORMS]
 
-_TINY = {"units": 4}
+# Two layers, so that a tiny model stacks (and has a depth axis to profile).
+_TINY = {"units": 4, "num_layers": 2}
 _INPUT_KINDS = ("sequence",)
 
 
@@ -216,7 +217,21 @@ def _rnn(
     return keras.Model(inputs, outputs, name=name)
 
 
-@register_model("vanilla_rnn", input_kinds=_INPUT_KINDS, tiny=_TINY)
+def rnn_depth_axis(model: keras.Model) -> list[tuple[int, str]]:
+    """Each stacked recurrent layer's input kernel, `blockNN_rnn/<cell>/kernel`.
+
+    The input kernel W carries the gradient from one layer down to the next;
+    the recurrent kernel W_hh carries it back through time within a layer
+    (analysis/temporal.py measures that), so it is not on the depth axis.
+    """
+    num_layers = len(recurrent_layers(model))
+    names = [f"{blocks.block_prefix(i, num_layers)}_rnn" for i in range(num_layers)]
+    return [(i, model.get_layer(n).cell.kernel.path) for i, n in enumerate(names)]
+
+
+@register_model(
+    "vanilla_rnn", input_kinds=_INPUT_KINDS, tiny=_TINY, depth_axis=rnn_depth_axis
+)
 def vanilla_rnn(
     *,
     input_shape,
@@ -281,7 +296,7 @@ def vanilla_rnn(
     return _rnn(**locals(), cell="simple", name="vanilla_rnn")
 
 
-@register_model("lstm", input_kinds=_INPUT_KINDS, tiny=_TINY)
+@register_model("lstm", input_kinds=_INPUT_KINDS, tiny=_TINY, depth_axis=rnn_depth_axis)
 def lstm(
     *,
     input_shape,
@@ -325,7 +340,7 @@ def lstm(
     return _rnn(**locals(), cell="lstm", name="lstm")
 
 
-@register_model("gru", input_kinds=_INPUT_KINDS, tiny=_TINY)
+@register_model("gru", input_kinds=_INPUT_KINDS, tiny=_TINY, depth_axis=rnn_depth_axis)
 def gru(
     *,
     input_shape,

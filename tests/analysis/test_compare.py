@@ -92,3 +92,27 @@ def test_truncated_and_corrupt_metrics(runs, tmp_path):
     os.remove(os.path.join(damaged, "config.json"))
     with pytest.raises(RunDirError, match="config.json is missing"):
         load_run(damaged)
+
+
+def test_ratios_follow_the_recorded_axis_and_older_runs_the_naming_rule(runs, tmp_path):
+    import shutil
+
+    run = load_run(runs["plain_mlp"])
+    assert run.record.depth_axis[0] == [0, "block00_dense/kernel"]
+    assert len(run.record.depth_axis) == 12
+    expected = compare.rows([run])[1]
+    # A gradzoo-run-1 directory from before the axis was recorded.
+    legacy = str(tmp_path / "legacy")
+    shutil.copytree(runs["plain_mlp"], legacy)
+    config = os.path.join(legacy, "config.json")
+    old = json.loads(open(config).read())
+    del old["depth_axis"]
+    with open(config, "w") as f:
+        json.dump(old, f)
+    assert compare.rows([load_run(legacy)])[1][1:] == expected[1:]
+    # The recorded axis is the one used: its first two blocks only.
+    old["depth_axis"] = [[0, "block00_dense/kernel"], [1, "block01_dense/kernel"]]
+    with open(config, "w") as f:
+        json.dump(old, f)
+    short = compare.rows([load_run(legacy)])[1]
+    assert short[6] != expected[6] and short[-1] == "healthy"

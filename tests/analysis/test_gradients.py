@@ -114,7 +114,8 @@ def _ratio(name, **kwargs):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(128, 64)).astype(np.float32)
     y = rng.integers(0, 10, size=128).astype(np.int32)
-    return gradients.gradient_profile(gradients.layer_gradient_norms(model, x, y, _ce))
+    norms = gradients.layer_gradient_norms(model, x, y, _ce)
+    return gradients.gradient_profile(norms, zoo.depth_axis(model))
 
 
 def test_physics_sigmoid_vanishes_and_skips_or_relu_he_keep_it():
@@ -139,7 +140,8 @@ def test_profile_orders_by_depth_and_states_thresholds():
         "head_dense/kernel": 5.0,
         "block02_dense/bias": 3.0,
     }
-    profile = gradients.gradient_profile(norms)
+    axis = [(2, "block02_dense/kernel"), (10, "block10_dense/kernel")]
+    profile = gradients.gradient_profile(norms, axis)
     assert profile.layers == ("block02_dense/kernel", "block10_dense/kernel")
     assert profile.first_last_ratio == pytest.approx(1e-6)
     assert profile.per_layer_factor == pytest.approx(1e-6**1.0)
@@ -147,5 +149,41 @@ def test_profile_orders_by_depth_and_states_thresholds():
     assert "vanishing below 0.001" in str(profile)
     assert gradients.verdict(5e3) == "exploding"
     assert gradients.verdict(0.0) == "undefined"
-    with pytest.raises(ValueError, match="two or more variables"):
-        gradients.gradient_profile({"head_dense/kernel": 1.0})
+    with pytest.raises(ValueError, match="two or more depth positions"):
+        gradients.gradient_profile({"head_dense/kernel": 1.0}, [])
+    with pytest.raises(ValueError, match="two or more depth positions"):
+        gradients.gradient_profile(norms, axis[:1])
+    with pytest.raises(ValueError, match="'block03_dense/kernel', which has no"):
+        gradients.gradient_profile(norms, [*axis, (11, "block03_dense/kernel")])
+
+
+def test_legacy_axis_is_the_old_naming_rule():
+    # gradzoo-run-1 directories without a recorded axis: the blockNN_ hidden
+    # kernels (dense, or a recurrent layer's input kernel) by their number.
+    norms = {
+        "block10_dense/kernel": 1.0,
+        "block02_dense/kernel": 1e-6,
+        "head_dense/kernel": 5.0,
+        "block02_dense/bias": 3.0,
+        "block01_rnn/lstm_cell/kernel": 2.0,
+        "block01_rnn/lstm_cell/recurrent_kernel": 2.0,
+    }
+    assert gradients.legacy_depth_axis(norms) == (
+        (1, "block01_rnn/lstm_cell/kernel"),
+        (2, "block02_dense/kernel"),
+        (10, "block10_dense/kernel"),
+    )
+
+
+def test_variables_sharing_a_position_combine_as_an_l2_norm():
+    # A residual block's two convolutions and its projection shortcut.
+    norms = {"stem/kernel": 2.0, "b0_conv1/kernel": 3.0, "b0_conv2/kernel": 4.0}
+    norms["b0_proj/kernel"] = 12.0
+    axis = [(0, "stem/kernel")] + [
+        (1, p) for p in ("b0_conv1/kernel", "b0_conv2/kernel", "b0_proj/kernel")
+    ]
+    profile = gradients.gradient_profile(norms, axis)
+    assert profile.norms == (2.0, 13.0)  # sqrt(9 + 16 + 144)
+    assert profile.layers[1] == "b0_conv1/kernel+b0_conv2/kernel+b0_proj/kernel"
+    assert profile.first_last_ratio == pytest.approx(2 / 13)
+    assert "b0_proj/kernel" in str(profile)

@@ -125,7 +125,9 @@ def test_bad_settings_are_refused_with_the_culprit_named(kwargs, match):
 
 
 def test_model_and_task_input_kinds_must_match(monkeypatch):
-    spec = zoo.registry.ModelSpec("seq_only", lambda **kw: None, ("sequence",), {})
+    spec = zoo.registry.ModelSpec(
+        "seq_only", lambda **kw: None, ("sequence",), {}, zoo.kernel_depth_axis
+    )
     monkeypatch.setitem(zoo.registry._MODELS, "seq_only", spec)
     with pytest.raises(
         ValueError, match="takes sequence inputs, but task 'digits' gives image"

@@ -21,7 +21,8 @@ def test_a_batch_larger_than_the_data_is_refused_before_anything_is_written(
 
 def test_a_run_from_before_the_recurrent_settings_still_resumes(tmp_path):
     # A config.json as gradzoo wrote it before task arguments were resolved
-    # and before log_gradient_through_time and task_info.output_per_step.
+    # and before log_gradient_through_time, task_info.output_per_step and
+    # depth_axis.
     def cfg(**kw):
         return runner.RunConfig(
             model_kwargs={"depth": 2, "width": 4}, task="teacher", **kw
@@ -30,7 +31,12 @@ def test_a_run_from_before_the_recurrent_settings_still_resumes(tmp_path):
     runner.build_run(cfg(), str(tmp_path)).release()
     path = tmp_path / schema.CONFIG_FILE
     old = json.loads(path.read_text())
+    assert old["depth_axis"] == [
+        [0, "block00_dense/kernel"],
+        [1, "block01_dense/kernel"],
+    ]
     del old["log_gradient_through_time"], old["task_info"]["output_per_step"]
+    del old["depth_axis"]
     old["task_kwargs"] = {}
     path.write_text(json.dumps(old))
     built = runner.build_run(cfg(), str(tmp_path))  # no "different config"
