@@ -370,9 +370,11 @@ def train(
     manager = tf.train.CheckpointManager(ckpt, path(rundir.CKPT_DIR), max_to_keep=2)
     finished = _finished(path(rundir.STATUS_FILE), num_steps)
     if finished is not None:
+        _check_workers_agree(strategy, -1 - finished.step)
         logging.info("%s: already %s", output_dir, finished.message)
         return finished
     start = _restore(ckpt, manager)
+    _check_workers_agree(strategy, start)
     # Rows written after the checkpoint are replayed, so drop them.
     for name in (rundir.METRICS_FILE, rundir.EVAL_FILE, rundir.TEMPORAL_FILE):
         rundir.truncate_jsonl(path(name), start if start > 0 else -1)
@@ -422,7 +424,7 @@ def train(
     dataset = task.train_dataset(
         batch_size * grad_accum_steps, seed=seed, start_step=start
     )
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    iterator = iter(_distribute(strategy, dataset))
     window, window_start, host_seconds = [], time.time(), 0.0
     step, state, message, nonfinite, early = start, "completed", "", None, False
     try:
@@ -496,6 +498,51 @@ def train(
     )
     tb.flush()
     return TrainResult(state, step, message, last_eval)
+
+
+def _distribute(strategy, dataset):
+    """The global batches split over the replicas of every worker.
+
+    Under multi_worker each worker builds the same dataset (from in-memory
+    tensors: there are no files to shard), so sharding is by DATA: a worker
+    keeps its replicas' slices of every global batch. With one worker the
+    policy has no effect.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def _check_workers_agree(strategy, point: int) -> None:
+    """Multi-worker: refuses to go on unless every worker resumes at one point.
+
+    Each worker keeps its own run directory (see trainers/runner.py
+    `WorkerRole`), so after a crash they could hold different newest
+    checkpoints; training on would mix weights of different steps. `point`
+    is the step training starts from, or -1 - step for a finished run.
+
+    Raises:
+      rundir.RunDirError: the workers disagree (all of them raise it).
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    points = strategy.run(
+        lambda: tf.distribute.get_replica_context().all_gather(
+            tf.constant([point], tf.int64), axis=0
+        )
+    )
+    points = strategy.experimental_local_results(points)[0].numpy().tolist()
+    if len(set(points)) > 1:
+        where = ", ".join(
+            f"replica {i}: " + (f"step {p}" if p >= 0 else f"finished at {-1 - p}")
+            for i, p in enumerate(points)
+        )
+        raise rundir.RunDirError(
+            f"the workers' output_dirs hold different points of the run ({where}); "
+            "restart every worker with the output_dir it had, or --overwrite all"
+        )
 
 
 def _finished(status_path: str, num_steps: int) -> TrainResult | None:

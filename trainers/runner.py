@@ -13,6 +13,7 @@ Tested by tests/trainers/test_runner.py.
 
 import dataclasses
 import inspect
+import json
 import os
 import platform
 
@@ -66,7 +67,7 @@ OPTIMIZER_HPARAMS = (
 )
 LR_SCHEDULES = ("constant", "cosine", "step")
 CLIPPING = ("none", "value", "norm", "global_norm")
-STRATEGIES = ("default", "one_device", "mirrored", "tpu")
+STRATEGIES = ("default", "one_device", "mirrored", "tpu", "multi_worker")
 # The loop's sizes and cadences, each a positive count.
 LOOP_COUNTS = (
     "batch_size",
@@ -167,7 +168,7 @@ class RunConfig:
                 "early_stopping_patience and early_stopping_min_delta must be >= 0. "
                 f"Received: {c.early_stopping_patience}, {c.early_stopping_min_delta}"
             )
-        if c.jit_compile and c.strategy in ("mirrored", "tpu"):
+        if c.jit_compile and c.strategy in ("mirrored", "tpu", "multi_worker"):
             raise ValueError(
                 f"jit_compile works with strategy default or one_device, "
                 f"not {c.strategy}."
@@ -296,9 +297,21 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     - mirrored: data parallel over all GPUs, else over all logical CPUs
       (see `split_cpu`).
     - tpu: a TPU reached through TPUClusterResolver (untested here: no TPU).
+    - multi_worker: one run over the machines $TF_CONFIG names (see
+      `read_tf_config`); it must be built before TensorFlow runs any op,
+      and building it waits until every worker has started.
     """
     if name == "default":
         return tf.distribute.get_strategy()
+    if name == "multi_worker":  # before list_logical_devices, which starts TF
+        read_tf_config()  # refuse a missing or malformed TF_CONFIG in one line
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as e:  # "Collective ops must be configured at ..."
+            raise ValueError(
+                "strategy multi_worker must be made before TensorFlow runs any "
+                f"op; make it first and pass it to prepare() ({e})"
+            ) from None
     gpus = tf.config.list_logical_devices("GPU")
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
@@ -315,6 +328,95 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     _check_choice("strategy", name, STRATEGIES)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    """This process's place in a multi_worker cluster (from $TF_CONFIG).
+
+    TensorFlow needs every worker to take part in each checkpoint save, so
+    every worker writes a whole run directory to its own output_dir; the
+    chief's is the run, the others' are copies of the same numbers.
+    """
+
+    task_type: str  # "worker" or "chief"
+    task_index: int
+    num_workers: int  # every member of the cluster, the chief included
+    is_chief: bool  # its output_dir is the run; the others keep copies
+
+    def to_dict(self) -> dict:
+        return {"task": f"{self.task_type}:{self.task_index}", "chief": self.is_chief}
+
+
+def read_tf_config(environ=None) -> WorkerRole:
+    """This worker's role in the cluster that $TF_CONFIG describes.
+
+    TF_CONFIG is what tf.distribute.cluster_resolver.TFConfigClusterResolver
+    reads: `{"cluster": {"worker": ["host0:port", "host1:port"]}, "task":
+    {"type": "worker", "index": 0}}`. The chief is "chief" 0 when the cluster
+    has one, else worker 0 (TensorFlow's rule). Checked here because a
+    malformed one would otherwise surface as a wait for peers that never come.
+
+    Raises:
+      ValueError: TF_CONFIG is unset or malformed; the message is one line.
+    """
+    text = (os.environ if environ is None else environ).get("TF_CONFIG", "")
+    if not text.strip():
+        raise ValueError(
+            "strategy multi_worker needs the TF_CONFIG environment variable "
+            "(the cluster and this worker's place in it; see BUILD.md)"
+        )
+    try:
+        spec = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"TF_CONFIG is not JSON ({e})") from None
+    if not isinstance(spec, dict):
+        spec = {}
+    cluster, task = spec.get("cluster"), spec.get("task")
+    if not (isinstance(cluster, dict) and cluster and isinstance(task, dict)):
+        raise ValueError(
+            'TF_CONFIG needs a "cluster" and a "task" object. '
+            f"Received: TF_CONFIG={' '.join(text.split())}"
+        )
+    unknown = sorted(set(cluster) - {"chief", "worker"})
+    if unknown:
+        raise ValueError(
+            f"TF_CONFIG cluster may hold only chief and worker jobs, not "
+            f"{', '.join(unknown)}"
+        )
+    for job, addresses in cluster.items():
+        if not (
+            isinstance(addresses, list)
+            and addresses
+            and all(
+                isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses
+            )
+        ):
+            raise ValueError(
+                f'TF_CONFIG cluster "{job}" must be a list of "host:port" '
+                f"addresses. Received: {json.dumps(addresses)}"
+            )
+    if len(cluster.get("chief", [])) > 1:
+        raise ValueError("TF_CONFIG cluster may have one chief, not several")
+    task_type, index = task.get("type"), task.get("index")
+    if not (
+        task_type in cluster
+        and isinstance(index, int)
+        and not isinstance(index, bool)
+        and 0 <= index < len(cluster[task_type])
+    ):
+        members = ", ".join(f"{k} 0-{len(v) - 1}" for k, v in cluster.items())
+        raise ValueError(
+            f"TF_CONFIG task {json.dumps(task)} is not a member of its cluster "
+            f"({members})"
+        )
+    chief_type = "chief" if "chief" in cluster else "worker"
+    return WorkerRole(
+        task_type=task_type,
+        task_index=index,
+        num_workers=sum(len(v) for v in cluster.values()),
+        is_chief=task_type == chief_type and index == 0,
+    )
 
 
 def versions() -> dict:
@@ -365,12 +467,19 @@ class Run:
 
 
 def prepare(
-    config: RunConfig, output_dir: str, *, overwrite: bool = False, flags_text=None
+    config: RunConfig,
+    output_dir: str,
+    *,
+    overwrite: bool = False,
+    flags_text=None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> Run:
     """Validates `config`, builds everything, and readies `output_dir`.
 
     Everything that can be refused is checked here, before a file is written;
-    then config.json (and flags.txt) are written for a new run.
+    then config.json (and flags.txt) are written for a new run. `strategy` is
+    one already made by `make_strategy(config.strategy)`: multi_worker must
+    be made before TensorFlow runs any op, so trainers/train.py makes it first.
 
     Raises:
       ValueError: a bad setting, task data that is missing (zoo.TaskDataError)
@@ -385,7 +494,8 @@ def prepare(
             f"batch_size * grad_accum_steps = {step_batch} is more than task "
             f"'{c.task}' has training examples ({len(task.x_train)})"
         )
-    strategy = make_strategy(c.strategy)
+    if strategy is None:
+        strategy = make_strategy(c.strategy)
     replicas = strategy.num_replicas_in_sync
     if c.batch_size % replicas:
         raise ValueError(
@@ -418,6 +528,9 @@ def prepare(
         "num_parameters": model.count_params(),
         "versions": versions(),
     }
+    if c.strategy == "multi_worker":
+        # Every worker writes a whole run directory; the chief's is the run.
+        record["worker"] = read_tf_config().to_dict()
     state = rundir.prepare(
         output_dir, record, overwrite=overwrite, upgrade=_upgrade_record
     )

@@ -42,11 +42,18 @@ def main(argv):
     output_dir = gz_flags.OUTPUT_DIR.value
     try:
         config = gz_flags.config_from_flags()
+        resolved = config.resolved()
+        strategy = None
+        if resolved.strategy == "multi_worker":
+            # Like split_cpu, before TensorFlow runs any op (and after every
+            # check of the config, since it waits for all workers to start).
+            strategy = runner.make_strategy(resolved.strategy)
         run = runner.prepare(
             config,
             output_dir,
             overwrite=gz_flags.OVERWRITE.value,
-            flags_text=gz_flags.flags_text(config.resolved()),
+            flags_text=gz_flags.flags_text(resolved),
+            strategy=strategy,
         )
     except ValueError as e:  # every user mistake is refused by prepare()
         fail(f"{e}{gz_flags.recipe_note()}")
@@ -63,7 +70,10 @@ def main(argv):
         sys.exit(EXIT_INTERRUPTED)
     logging.info("%s: %s", result.state, result.message)
     print(f"{result.state} at step {result.step}: {result.message}")
-    print(f"run directory: {output_dir}")
+    copy = ""
+    if run.config.strategy == "multi_worker" and not runner.read_tf_config().is_chief:
+        copy = " (this worker's copy; the chief's output_dir is the run)"
+    print(f"run directory: {output_dir}{copy}")
     if result.state == "diverged":
         sys.exit(loop.EXIT_DIVERGED)
 
