@@ -254,6 +254,7 @@ RECORD_FACTS = (
     "task_info",
     "num_parameters",
     "depth_axis",
+    "worker",
     "versions",
 )
 
@@ -273,11 +274,13 @@ class RunRecord:
     num_parameters: int
     versions: dict
     depth_axis: list | None = None
+    # multi_worker runs only: {"task": "worker:1", "chief": false}.
+    worker: dict | None = None
     format: str = FORMAT
 
     def to_json(self) -> dict:
         """Flat on disk: the config fields next to the facts (as in run-1)."""
-        return {
+        d = {
             FORMAT_KEY: self.format,
             **self.config,
             "num_replicas": self.num_replicas,
@@ -286,6 +289,9 @@ class RunRecord:
             "depth_axis": self.depth_axis,
             "versions": self.versions,
         }
+        if self.worker is not None:
+            d["worker"] = self.worker
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping) -> "RunRecord":
@@ -309,6 +315,7 @@ class RunRecord:
             num_parameters=int(facts.get("num_parameters", 0)),
             versions=dict(facts.get("versions") or {}),
             depth_axis=facts.get("depth_axis"),
+            worker=facts.get("worker"),
             format=facts[FORMAT_KEY],
         )
 

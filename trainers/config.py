@@ -64,7 +64,7 @@ OPTIMIZER_HPARAMS = (
 )
 LR_SCHEDULES = ("constant", "cosine", "step")
 CLIPPING = ("none", "value", "norm", "global_norm")
-STRATEGIES = ("default", "one_device", "mirrored", "tpu")
+STRATEGIES = ("default", "one_device", "mirrored", "tpu", "multi_worker")
 # The loop's sizes and cadences, each a positive count.
 LOOP_COUNTS = (
     "batch_size",
@@ -206,7 +206,7 @@ class RunConfig:
                 "early_stopping_patience and early_stopping_min_delta must be >= 0. "
                 f"Received: {c.early_stopping_patience}, {c.early_stopping_min_delta}"
             )
-        if c.jit_compile and c.strategy in ("mirrored", "tpu"):
+        if c.jit_compile and c.strategy in ("mirrored", "tpu", "multi_worker"):
             raise ValueError(
                 f"jit_compile works with strategy default or one_device, "
                 f"not {c.strategy}."

@@ -470,6 +470,7 @@ def train(
         parts = _build(model, optimizer, objective, data, config, run_dir, strategy)
         finished = _finished(run_dir, config.num_steps)
         if finished is not None:
+            _check_workers_agree(parts.strategy, -1 - finished.step)
             logging.info("%s: already %s", run_dir.path, finished.message)
             return finished
         parts.hooks = hooks
@@ -530,6 +531,7 @@ def _resume(p: _Parts) -> tuple[int, dict | None]:
     run evaluates at step 0, runs the hooks and saves the initial state.
     """
     start = _restore(p.ckpt, p.manager)
+    _check_workers_agree(p.strategy, start)
     # Rows written after the checkpoint are replayed, so drop them.
     p.run_dir.truncate_after(start if start > 0 else -1)
     last_eval = None
@@ -558,7 +560,7 @@ def _step_loop(p: _Parts, start: int, last_eval: dict | None) -> _Outcome:
     dataset = p.data.train_dataset(
         c.batch_size * c.grad_accum_steps, seed=c.seed, start_step=start
     )
-    iterator = iter(p.strategy.experimental_distribute_dataset(dataset))
+    iterator = iter(_distribute(p.strategy, dataset))
     window, window_start, host_seconds = [], time.time(), 0.0
     out = _Outcome(step=start, last_eval=last_eval)
     try:
@@ -632,6 +634,51 @@ def _finish(p: _Parts, out: _Outcome) -> TrainResult:
     )
     p.tb.flush()
     return TrainResult(out.state, out.step, out.message)
+
+
+def _distribute(strategy, dataset):
+    """The global batches split over the replicas of every worker.
+
+    Under multi_worker each worker builds the same dataset (from in-memory
+    tensors: there are no files to shard), so sharding is by DATA: a worker
+    keeps its replicas' slices of every global batch. With one worker the
+    policy has no effect.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def _check_workers_agree(strategy, point: int) -> None:
+    """Multi-worker: refuses to go on unless every worker resumes at one point.
+
+    Each worker keeps its own run directory (see trainers/runner.py
+    `WorkerRole`), so after a crash they could hold different newest
+    checkpoints; training on would mix weights of different steps. `point`
+    is the step training starts from, or -1 - step for a finished run.
+
+    Raises:
+      schema.RunDirError: the workers disagree (all of them raise it).
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    points = strategy.run(
+        lambda: tf.distribute.get_replica_context().all_gather(
+            tf.constant([point], tf.int64), axis=0
+        )
+    )
+    points = strategy.experimental_local_results(points)[0].numpy().tolist()
+    if len(set(points)) > 1:
+        where = ", ".join(
+            f"replica {i}: " + (f"step {p}" if p >= 0 else f"finished at {-1 - p}")
+            for i, p in enumerate(points)
+        )
+        raise schema.RunDirError(
+            f"the workers' output_dirs hold different points of the run ({where}); "
+            "restart every worker with the output_dir it had, or --overwrite all"
+        )
 
 
 def _finished(run_dir, num_steps: int) -> TrainResult | None:

@@ -13,6 +13,8 @@ Tested by tests/trainers/test_runner.py.
 """
 
 import dataclasses
+import json
+import os
 import platform
 import time
 
@@ -55,9 +57,21 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     - mirrored: data parallel over all GPUs, else over all logical CPUs
       (see `split_cpu`).
     - tpu: a TPU reached through TPUClusterResolver (untested here: no TPU).
+    - multi_worker: one run over the machines $TF_CONFIG names (see
+      `read_tf_config`); it must be built before TensorFlow runs any op,
+      and building it waits until every worker has started.
     """
     if name == "default":
         return tf.distribute.get_strategy()
+    if name == "multi_worker":  # before list_logical_devices, which starts TF
+        read_tf_config()  # refuse a missing or malformed TF_CONFIG in one line
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as e:  # "Collective ops must be configured at ..."
+            raise ValueError(
+                "strategy multi_worker must be made before TensorFlow runs any "
+                f"op; make it first and pass it to build_run() ({e})"
+            ) from None
     gpus = tf.config.list_logical_devices("GPU")
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
@@ -74,6 +88,95 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"Unknown strategy '{name}'. Known: {', '.join(STRATEGIES)}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerRole:
+    """This process's place in a multi_worker cluster (from $TF_CONFIG).
+
+    TensorFlow needs every worker to take part in each checkpoint save, so
+    every worker writes a whole run directory to its own output_dir; the
+    chief's is the run, the others' are copies of the same numbers.
+    """
+
+    task_type: str  # "worker" or "chief"
+    task_index: int
+    num_workers: int  # every member of the cluster, the chief included
+    is_chief: bool  # its output_dir is the run; the others keep copies
+
+    def to_dict(self) -> dict:
+        return {"task": f"{self.task_type}:{self.task_index}", "chief": self.is_chief}
+
+
+def read_tf_config(environ=None) -> WorkerRole:
+    """This worker's role in the cluster that $TF_CONFIG describes.
+
+    TF_CONFIG is what tf.distribute.cluster_resolver.TFConfigClusterResolver
+    reads: `{"cluster": {"worker": ["host0:port", "host1:port"]}, "task":
+    {"type": "worker", "index": 0}}`. The chief is "chief" 0 when the cluster
+    has one, else worker 0 (TensorFlow's rule). Checked here because a
+    malformed one would otherwise surface as a wait for peers that never come.
+
+    Raises:
+      ValueError: TF_CONFIG is unset or malformed; the message is one line.
+    """
+    text = (os.environ if environ is None else environ).get("TF_CONFIG", "")
+    if not text.strip():
+        raise ValueError(
+            "strategy multi_worker needs the TF_CONFIG environment variable "
+            "(the cluster and this worker's place in it; see BUILD.md)"
+        )
+    try:
+        spec = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"TF_CONFIG is not JSON ({e})") from None
+    if not isinstance(spec, dict):
+        spec = {}
+    cluster, task = spec.get("cluster"), spec.get("task")
+    if not (isinstance(cluster, dict) and cluster and isinstance(task, dict)):
+        raise ValueError(
+            'TF_CONFIG needs a "cluster" and a "task" object. '
+            f"Received: TF_CONFIG={' '.join(text.split())}"
+        )
+    unknown = sorted(set(cluster) - {"chief", "worker"})
+    if unknown:
+        raise ValueError(
+            f"TF_CONFIG cluster may hold only chief and worker jobs, not "
+            f"{', '.join(unknown)}"
+        )
+    for job, addresses in cluster.items():
+        if not (
+            isinstance(addresses, list)
+            and addresses
+            and all(
+                isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses
+            )
+        ):
+            raise ValueError(
+                f'TF_CONFIG cluster "{job}" must be a list of "host:port" '
+                f"addresses. Received: {json.dumps(addresses)}"
+            )
+    if len(cluster.get("chief", [])) > 1:
+        raise ValueError("TF_CONFIG cluster may have one chief, not several")
+    task_type, index = task.get("type"), task.get("index")
+    if not (
+        task_type in cluster
+        and isinstance(index, int)
+        and not isinstance(index, bool)
+        and 0 <= index < len(cluster[task_type])
+    ):
+        members = ", ".join(f"{k} 0-{len(v) - 1}" for k, v in cluster.items())
+        raise ValueError(
+            f"TF_CONFIG task {json.dumps(task)} is not a member of its cluster "
+            f"({members})"
+        )
+    chief_type = "chief" if "chief" in cluster else "worker"
+    return WorkerRole(
+        task_type=task_type,
+        task_index=index,
+        num_workers=sum(len(v) for v in cluster.values()),
+        is_chief=task_type == chief_type and index == 0,
+    )
 
 
 def versions() -> dict:
@@ -137,14 +240,21 @@ class BuiltRun:
 
 
 def build_run(
-    config: RunConfig, output_dir: str, *, overwrite: bool = False, flags_text=None
+    config: RunConfig,
+    output_dir: str,
+    *,
+    overwrite: bool = False,
+    flags_text=None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> BuiltRun:
     """Validates `config`, builds everything, and readies `output_dir`.
 
     Everything that can be refused is checked here, before a file is
     written: a live owner of `output_dir` first (before any TensorFlow
     work), then the config, the data and the directory. Then config.json
-    (and flags.txt) are written for a new run.
+    (and flags.txt) are written for a new run. `strategy` is one already
+    made by `make_strategy(config.strategy)`: multi_worker must be made
+    before TensorFlow runs any op, so trainers/train.py makes it first.
 
     Raises:
       ValueError: a bad setting, task data that is missing (zoo.TaskDataError)
@@ -154,14 +264,14 @@ def build_run(
     c = config.resolved()
     run_dir = writer.claim(output_dir)
     try:
-        built = _build(c, run_dir, overwrite, flags_text)
+        built = _build(c, run_dir, overwrite, flags_text, strategy)
     except BaseException:
         run_dir.release()
         raise
     return built
 
 
-def _build(c: RunConfig, run_dir, overwrite, flags_text) -> BuiltRun:
+def _build(c: RunConfig, run_dir, overwrite, flags_text, strategy) -> BuiltRun:
     task = zoo.load_task(c.task, data_dir=c.data_dir, **c.task_kwargs)
     step_batch = c.batch_size * c.grad_accum_steps
     if step_batch > len(task.x_train):
@@ -169,7 +279,8 @@ def _build(c: RunConfig, run_dir, overwrite, flags_text) -> BuiltRun:
             f"batch_size * grad_accum_steps = {step_batch} is more than task "
             f"'{c.task}' has training examples ({len(task.x_train)})"
         )
-    strategy = make_strategy(c.strategy)
+    if strategy is None:
+        strategy = make_strategy(c.strategy)
     replicas = strategy.num_replicas_in_sync
     if c.batch_size % replicas:
         raise ValueError(
@@ -201,6 +312,8 @@ def _build(c: RunConfig, run_dir, overwrite, flags_text) -> BuiltRun:
         num_parameters=model.count_params(),
         depth_axis=[list(e) for e in zoo.depth_axis(model, min_positions=1)],
         versions=versions(),
+        # Every worker writes a whole run directory; the chief's is the run.
+        worker=read_tf_config().to_dict() if c.strategy == "multi_worker" else None,
     )
     state = run_dir.open(record, overwrite=overwrite, upgrade=upgrade_record)
     if state == "new" and flags_text is not None:

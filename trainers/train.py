@@ -44,11 +44,17 @@ def main(argv):
         config = gz_flags.config_from_flags()
         resolved = config.resolved()
         gz_flags.log_recipe(config)
+        strategy = None
+        if resolved.strategy == "multi_worker":
+            # Like split_cpu, before TensorFlow runs any op (and after every
+            # check of the config, since it waits for all workers to start).
+            strategy = runner.make_strategy(resolved.strategy)
         built = runner.build_run(
             resolved,
             output_dir,
             overwrite=gz_flags.OVERWRITE.value,
             flags_text=gz_flags.flags_text(resolved),
+            strategy=strategy,
         )
     except ValueError as e:  # every user mistake is refused before training
         note = ""
@@ -71,7 +77,10 @@ def main(argv):
         sys.exit(cli.EXIT_INTERRUPTED)
     logging.info("%s: %s", result.state, result.message)
     print(f"{result.state} at step {result.step}: {result.message}")
-    print(f"run directory: {output_dir}")
+    copy = ""
+    if resolved.strategy == "multi_worker" and not runner.read_tf_config().is_chief:
+        copy = " (this worker's copy; the chief's output_dir is the run)"
+    print(f"run directory: {output_dir}{copy}")
     if result.state == "diverged":
         sys.exit(cli.EXIT_DIVERGED)
 
