@@ -19,7 +19,6 @@ setup(
         "tensorboard",  # TF 2.21 no longer brings it; tb/ summaries are read with it
         "absl-py>=2.0",
         "numpy",
-        "matplotlib",
         "scikit-learn",  # ships the real 8x8 digits images offline
         "threadpoolctl",  # analysis/temporal.py imports it (not only via sklearn)
     ],

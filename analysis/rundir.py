@@ -49,7 +49,9 @@ class LoadedRun:
         if self.metrics and self.metrics[0].grad_norms:
             from analysis import gradients
 
-            return [list(e) for e in gradients.legacy_depth_axis(self.metrics[0].grad_norms)]
+            return [
+                list(e) for e in gradients.legacy_depth_axis(self.metrics[0].grad_norms)
+            ]
         return None
 
     @property
@@ -85,8 +87,9 @@ def load_run(path: str) -> LoadedRun:
     if not os.path.isdir(path):
         raise RunDirError(f"{path} is not a directory")
     join = os.path.join
-    config_path, status_path = join(path, schema.CONFIG_FILE), join(
-        path, schema.STATUS_FILE
+    config_path, status_path = (
+        join(path, schema.CONFIG_FILE),
+        join(path, schema.STATUS_FILE),
     )
     try:
         record = schema.RunRecord.from_json(_read_json(config_path))

@@ -78,7 +78,13 @@ LOOP_COUNTS = (
 # and the recipe switch (whose effect the resolved fields already show).
 NOT_COMPARED = ("data_dir", "versions", "recipe")
 # The settings a task's recipe may supply (zoo/tasks/base.py TaskSpec).
-RECIPE_FIELDS = ("optimizer", "learning_rate", "batch_size", "clipping", "clip_threshold")
+RECIPE_FIELDS = (
+    "optimizer",
+    "learning_rate",
+    "batch_size",
+    "clipping",
+    "clip_threshold",
+)
 DEFAULT_OPTIMIZER = "sgd"
 DEFAULT_BATCH_SIZE = 128
 
@@ -137,7 +143,11 @@ class RunConfig:
                 used["learning_rate"] = recipe["learning_rate"]
         if self.batch_size is None and "batch_size" in recipe:
             used["batch_size"] = recipe["batch_size"]
-        if self.clipping is None and self.clip_threshold is None and "clipping" in recipe:
+        if (
+            self.clipping is None
+            and self.clip_threshold is None
+            and "clipping" in recipe
+        ):
             used["clipping"] = recipe["clipping"]
             used["clip_threshold"] = recipe["clip_threshold"]
         return used
@@ -289,7 +299,9 @@ def _check_types(c: RunConfig) -> None:
             raise ValueError(f"{name} must be a dict. Received: {getattr(c, name)!r}")
     for name in ("jit_compile", "log_gradient_through_time", "recipe"):
         if not isinstance(getattr(c, name), bool):
-            raise ValueError(f"{name} must be true or false. Received: {getattr(c, name)!r}")
+            raise ValueError(
+                f"{name} must be true or false. Received: {getattr(c, name)!r}"
+            )
 
 
 def _check_choice(name, value, known):

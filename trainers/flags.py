@@ -137,9 +137,7 @@ CLIP_GLOBAL_NORM = flags.DEFINE_float(
     "clip_global_norm", None, "Clip the norm of the whole gradient."
 )
 for _name in ("learning_rate", "clip_value", "clip_norm", "clip_global_norm"):
-    flags.register_validator(
-        _name, lambda v: v is None or v > 0, message="must be > 0"
-    )
+    flags.register_validator(_name, lambda v: v is None or v > 0, message="must be > 0")
 # Clipping flag -> RunConfig.clipping mode.
 CLIP_FLAGS = {
     "clip_value": "value",
@@ -351,7 +349,9 @@ def recipe_flags(c: RunConfig) -> str:
 def recipe_note(c: RunConfig) -> str:
     """ " (the task's recipe set ...)" for error messages, or ""."""
     used = recipe_flags(c)
-    return f" (the task's recipe set {used}; give the flag or --norecipe)" if used else ""
+    return (
+        f" (the task's recipe set {used}; give the flag or --norecipe)" if used else ""
+    )
 
 
 def flags_text(c: RunConfig) -> str:

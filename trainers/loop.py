@@ -188,7 +188,9 @@ class TrainStep:
             # Sum over this micro-batch, divided by the examples of the whole
             # step on all replicas: summing over micro-batches and replicas
             # then gives the mean over the step.
-            data_loss = tf.reduce_sum(self.objective.loss(y, logits)) / self.global_batch
+            data_loss = (
+                tf.reduce_sum(self.objective.loss(y, logits)) / self.global_batch
+            )
             penalty = tf.constant(0.0)
             if self.model.losses:
                 penalty = tf.add_n(self.model.losses) / (replicas * self.accum)
@@ -585,9 +587,7 @@ def _step_loop(p: _Parts, start: int, last_eval: dict | None) -> _Outcome:
                 for hook in p.hooks:
                     hook(step, p.run_dir, p.tb)
                 # The heartbeat: status.json says the run is alive.
-                p.run_dir.write_status(
-                    "running", p.saved_step(), f"at step {step}"
-                )
+                p.run_dir.write_status("running", p.saved_step(), f"at step {step}")
                 window, window_start, host_seconds = [], time.time(), 0.0
                 host_start = window_start
             if eval_now:

@@ -37,7 +37,8 @@ Activation = Literal[ACTIVATIONS]
 Initializer = Literal[INITIALIZERS]
 Norm = Literal[NORMS]
 Count = Annotated[int, AtLeast(1)]
-NonNegative = Annotated[float, AtLeast(0.0)]
+# L1/L2 strengths are plain floats: `regularizer` checks them as a pair.
+Penalty = float
 PositiveFloat = Annotated[float, Positive()]
 
 

@@ -94,8 +94,8 @@ def plain_mlp(
     initializer: blocks.Initializer = "glorot_uniform",
     init_std: blocks.PositiveFloat = 0.01,
     norm: blocks.Norm = "none",
-    l1: blocks.NonNegative = 0.0,
-    l2: blocks.NonNegative = 0.0,
+    l1: blocks.Penalty = 0.0,
+    l2: blocks.Penalty = 0.0,
 ) -> keras.Model:
     """A plain deep MLP: `depth` hidden layers, then a linear head.
 
@@ -138,8 +138,8 @@ def residual_mlp(
     initializer: blocks.Initializer = "glorot_uniform",
     init_std: blocks.PositiveFloat = 0.01,
     norm: blocks.Norm = "none",
-    l1: blocks.NonNegative = 0.0,
-    l2: blocks.NonNegative = 0.0,
+    l1: blocks.Penalty = 0.0,
+    l2: blocks.Penalty = 0.0,
 ) -> keras.Model:
     """`plain_mlp` with identity skips: x <- x + act(norm(dense(x))).
 

@@ -245,10 +245,10 @@ def vanilla_rnn(
     recurrent_initializer: RecurrentInit = "orthogonal",
     spectral_radius: blocks.PositiveFloat = 1.0,
     norm: RecurrentNorm = "none",
-    l1: blocks.NonNegative = 0.0,
-    l2: blocks.NonNegative = 0.0,
-    recurrent_l1: blocks.NonNegative = 0.0,
-    recurrent_l2: blocks.NonNegative = 0.0,
+    l1: blocks.Penalty = 0.0,
+    l2: blocks.Penalty = 0.0,
+    recurrent_l1: blocks.Penalty = 0.0,
+    recurrent_l2: blocks.Penalty = 0.0,
 ) -> keras.Model:
     """A stacked SimpleRNN, h_t = act(W x_t + W_hh h_{t-1} + b), then a linear head.
 
@@ -310,10 +310,10 @@ def lstm(
     spectral_radius: blocks.PositiveFloat = 1.0,
     unit_forget_bias: bool = True,
     norm: RecurrentNorm = "none",
-    l1: blocks.NonNegative = 0.0,
-    l2: blocks.NonNegative = 0.0,
-    recurrent_l1: blocks.NonNegative = 0.0,
-    recurrent_l2: blocks.NonNegative = 0.0,
+    l1: blocks.Penalty = 0.0,
+    l2: blocks.Penalty = 0.0,
+    recurrent_l1: blocks.Penalty = 0.0,
+    recurrent_l2: blocks.Penalty = 0.0,
 ) -> keras.Model:
     """`vanilla_rnn` with LSTM cells (tanh, sigmoid gates i, f, c, o).
 
@@ -353,10 +353,10 @@ def gru(
     recurrent_initializer: RecurrentInit = "orthogonal",
     spectral_radius: blocks.PositiveFloat = 1.0,
     norm: RecurrentNorm = "none",
-    l1: blocks.NonNegative = 0.0,
-    l2: blocks.NonNegative = 0.0,
-    recurrent_l1: blocks.NonNegative = 0.0,
-    recurrent_l2: blocks.NonNegative = 0.0,
+    l1: blocks.Penalty = 0.0,
+    l2: blocks.Penalty = 0.0,
+    recurrent_l1: blocks.Penalty = 0.0,
+    recurrent_l2: blocks.Penalty = 0.0,
 ) -> keras.Model:
     """`vanilla_rnn` with GRU cells (tanh candidate, sigmoid gates z, r).
 

@@ -65,6 +65,16 @@ class Argument:
                 ok = math.isfinite(value) and abs(value) < _FLOAT32_MAX
         else:
             ok = isinstance(value, self.type)
+        if not ok and self.type is float and isinstance(value, (int, float)):
+            # A non-finite number: say what a finite one must also be.
+            need = (
+                "positive and finite"
+                if self.positive
+                else f">= {self.lower_bound:g} and finite"
+                if self.lower_bound is not None
+                else "a finite number"
+            )
+            raise ValueError(f"{name} must be {need}. Received: {name}={value!r}")
         if not ok:
             kind = {int: "an integer", float: "a finite number", bool: "true or false"}
             raise ValueError(
@@ -72,9 +82,9 @@ class Argument:
                 f"Received: {name}={value!r}"
             )
         if self.choices is not None and value not in self.choices:
+            known = ", ".join(map(str, self.choices))
             raise ValueError(
-                f"Unknown {name} '{value}'. Known: {', '.join(map(str, self.choices))}. "
-                f"Received: {name}={value!r}"
+                f"Unknown {name} '{value}'. Known: {known}. Received: {name}={value!r}"
             )
         if self.positive and not value > 0:
             raise ValueError(
@@ -141,7 +151,12 @@ def arguments(fn: Callable, *, exclude: Iterable[str] = ()) -> dict[str, Argumen
 
 
 def resolve(
-    owner: str, fn: Callable, kwargs: Mapping, *, exclude: Iterable[str] = ()
+    owner: str,
+    fn: Callable,
+    kwargs: Mapping,
+    *,
+    exclude: Iterable[str] = (),
+    prefix: str = "",
 ) -> dict:
     """`fn`'s defaults overridden by `kwargs`, every value checked.
 
@@ -150,6 +165,7 @@ def resolve(
       fn: the builder or loader.
       kwargs: the values given.
       exclude: arguments that are not the user's to set (task arguments).
+      prefix: put before a bad value's message (e.g. "adding: ").
 
     Raises:
       ValueError: one line naming an unknown argument or a bad value.
@@ -161,7 +177,10 @@ def resolve(
             f"{owner} takes no argument {', '.join(unknown)}. "
             f"It takes: {', '.join(sorted(known)) or 'no arguments'}."
         )
-    return {
-        name: arg.check(kwargs[name]) if name in kwargs else arg.default
-        for name, arg in known.items()
-    }
+    resolved = {}
+    for name, arg in known.items():
+        try:
+            resolved[name] = arg.check(kwargs[name]) if name in kwargs else arg.default
+        except ValueError as e:
+            raise ValueError(f"{prefix}{e}") from None
+    return resolved

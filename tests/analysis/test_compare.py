@@ -77,9 +77,7 @@ def test_truncated_and_corrupt_metrics(runs, tmp_path):
     with open(metrics, "w") as f:
         f.write(text[: len(text) - len(rows[-1]) // 2 - 1])
     run = load_run(damaged)
-    assert [r.step for r in run.metrics] == [
-        json.loads(r)["step"] for r in rows[:-1]
-    ]
+    assert [r.step for r in run.metrics] == [json.loads(r)["step"] for r in rows[:-1]]
     assert _cli(damaged).returncode == 0
     # Damage in the middle is an error naming the file and line.
     with open(metrics, "w") as f:

@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from analysis.rundir import load_run
 from analysis import schema
+from analysis.rundir import load_run
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 

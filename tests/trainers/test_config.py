@@ -12,9 +12,7 @@ from trainers.config import RunConfig
 
 
 def test_resolved_config_states_every_default():
-    c = RunConfig(
-        model="residual_mlp", model_kwargs={"depth": 7}, optimizer="adadelta"
-    )
+    c = RunConfig(model="residual_mlp", model_kwargs={"depth": 7}, optimizer="adadelta")
     r = c.resolved()
     assert r.model_kwargs == {
         "depth": 7,
@@ -58,9 +56,7 @@ def test_optimizer_presets_and_hyperparameters(name, kwargs, cls, attrs):
 
 
 def test_learning_rate_schedules():
-    c = RunConfig(
-        learning_rate=0.1, lr_schedule="cosine", num_steps=100
-    ).resolved()
+    c = RunConfig(learning_rate=0.1, lr_schedule="cosine", num_steps=100).resolved()
     sched = gz_config.make_schedule(c)
     assert float(sched(0)) == pytest.approx(0.1)
     assert float(sched(50)) == pytest.approx(0.05, rel=1e-5)
@@ -133,8 +129,6 @@ def test_model_and_task_input_kinds_must_match(monkeypatch):
         ValueError, match="takes sequence inputs, but task 'digits' gives image"
     ):
         RunConfig(model="seq_only").resolved()
-
-
 
 
 def test_the_task_recipe_is_applied_by_resolved_not_by_flags():

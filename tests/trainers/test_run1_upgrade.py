@@ -71,6 +71,7 @@ def test_a_completed_run1_directory_is_reported_not_retrained(
 def test_compare_reads_run1_directories_with_the_old_naming_rule():
     table = compare.rows([load_run(os.path.join(FIXTURES, "run1_plain_mlp"))])
     assert table[1][2] == "completed" and table[1][6] != "-"
-    assert json.load(open(os.path.join(FIXTURES, "run1_plain_mlp/config.json")))[
-        "format"
-    ] == "gradzoo-run-1"  # reading never rewrites a fixture
+    assert (
+        json.load(open(os.path.join(FIXTURES, "run1_plain_mlp/config.json")))["format"]
+        == "gradzoo-run-1"
+    )  # reading never rewrites a fixture

@@ -2,10 +2,8 @@
 
 import json
 
-import keras
 import pytest
 
-import zoo
 from analysis import schema
 from trainers import runner, writer
 

@@ -10,7 +10,6 @@ import pytest
 
 from analysis import cli
 from tests.helpers import assert_one_line_error, run_cli
-from trainers import train
 
 TINY = [
     "--depth=3",

@@ -101,8 +101,6 @@ def test_jsonl_rows_are_whole_and_non_finite_numbers_are_null(tmp_path):
         schema.read_jsonl(path)
 
 
-
-
 # A stand-in owner: another process that holds the run directory's lock, as
 # a live trainer does, and records itself in status.json.
 _OWNER = """
@@ -121,7 +119,10 @@ time.sleep(120)
 
 def _snapshot(path):
     return {
-        name: (os.path.getmtime(os.path.join(path, name)), os.path.getsize(os.path.join(path, name)))
+        name: (
+            os.path.getmtime(os.path.join(path, name)),
+            os.path.getsize(os.path.join(path, name)),
+        )
         for name in sorted(os.listdir(path))
     }
 
@@ -147,7 +148,9 @@ def test_a_live_owner_keeps_a_second_writer_out_even_with_overwrite(tmp_path):
         owner.wait()
     # The owner died (SIGKILL): its lock went with it, and the run resumes
     # although status.json still names it.
-    assert json.load(open(os.path.join(run, "status.json")))["owner"]["pid"] == owner.pid
+    assert (
+        json.load(open(os.path.join(run, "status.json")))["owner"]["pid"] == owner.pid
+    )
     assert _open(run, _cfg(a=1)) == "resume"
 
 

@@ -338,7 +338,11 @@ class TaskSpec:
     def resolve(self, **kwargs) -> dict[str, object]:
         """Defaults overridden by `kwargs`, checked; a bad one is a ValueError."""
         return signature.resolve(
-            f"Task '{self.name}'", self.loader, kwargs, exclude=("data_dir",)
+            f"Task '{self.name}'",
+            self.loader,
+            kwargs,
+            exclude=("data_dir",),
+            prefix=f"{self.name}: ",
         )
 
 

@@ -38,7 +38,7 @@ from zoo.tasks.base import (
 MAX_SEQUENCE_LENGTH = 1000
 
 # The command line's training settings for these tasks, each one applied
-# unless the user sets it (SCIENCE.md C6, after Arjovsky et al. 2016 and Le
+# unless the user sets it (after Arjovsky et al. 2016 and Le
 # et al. 2015): Adam at 1e-3, batch 64, the global gradient norm clipped to 1
 # (Pascanu et al. 2013), in place of the trainer's plain SGD at 0.01.
 RECIPE = {
