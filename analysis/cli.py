@@ -23,8 +23,27 @@ def fail(message) -> None:
 
 
 def parse_flags(argv):
-    """Flags parser for absl's app.run: a bad flag is one line and exit 2."""
+    """Flags parser for absl's app.run: a bad flag is one line and exit 2.
+
+    --help / --helpfull print the help and exit 0 (absl's own exit 1).
+    """
+    if any(a in ("--help", "-h", "--helpfull", "-?") for a in argv[1:]):
+        if "--helpfull" in argv[1:]:
+            text = flags.FLAGS.get_help()
+        else:  # gradzoo's own flags, not absl's or TensorFlow's
+            ours = [
+                m
+                for m in flags.FLAGS.flags_by_module_dict()
+                if m.split(".")[0] in ("trainers", "analysis", "__main__")
+            ]
+            text = "\n\n".join(flags.FLAGS.module_help(m) for m in ours)
+        sys.stdout.write(f"{text}\n")
+        sys.exit(EXIT_OK)
     try:
         return flags.FLAGS(argv)
     except flags.Error as e:
-        fail(e)
+        message = str(e).removeprefix("ERROR:: ")
+        fail(message)
+    except UnicodeDecodeError:
+        files = [a.split("=", 1)[1] for a in argv if a.startswith("--flagfile=")]
+        fail(f"--flagfile {' '.join(files)} is not a text file of flags")

@@ -10,6 +10,7 @@ loop) and every reader (analysis/rundir.py, the suite, the report):
     <run_dir>/eval.jsonl                 EvalRow per evaluation (step 0 included)
     <run_dir>/gradient_through_time.jsonl  TemporalRow per logging step (opt-in)
     <run_dir>/ckpt/ tb/ model.keras      checkpoints, TensorBoard, final model
+    <run_dir>/log.txt                    the command line's full log
 
 Version policy: FORMAT names what this code writes. A change that a reader of
 the previous format would misread bumps it, and `RunRecord.from_json` /
@@ -46,6 +47,8 @@ TEMPORAL_FILE = "gradient_through_time.jsonl"
 CKPT_DIR = "ckpt"
 TB_DIR = "tb"
 MODEL_FILE = "model.keras"
+# The command line's full log (libraries' lines too); the terminal shows less.
+LOG_FILE = "log.txt"
 # Everything a run writes: resume keeps it, --overwrite removes only these.
 RUN_FILES = (
     FLAGS_FILE,
@@ -57,10 +60,12 @@ RUN_FILES = (
     CKPT_DIR,
     TB_DIR,
     MODEL_FILE,
+    LOG_FILE,
 )
 JSONL_FILES = (METRICS_FILE, EVAL_FILE, TEMPORAL_FILE)
-# Temporary files of the atomic writes start with this.
-TMP_PREFIX = ".tmp-"
+# Temporary files of the atomic writes start with this (specific enough that
+# --overwrite never takes a user's file for one of ours).
+TMP_PREFIX = ".tmp-gradzoo-"
 
 # config.json carries FORMAT_KEY: only a directory whose config.json names a
 # readable format is a gradzoo run, which resume may continue and
@@ -127,8 +132,32 @@ def write_json(path: str, obj) -> None:
 
 
 def read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
+    """A JSON document; bytes that are not UTF-8 are a ValueError."""
+    with open(path, "rb") as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(d: Mapping, key: str, *, optional: bool = True):
+    """d[key] as a float (None stays None where allowed), or ValueError."""
+    value = d.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"field {key!r} must be a number, not {value!r}")
+    return float(value)
+
+
+def _mapping(d: Mapping, key: str) -> dict:
+    value = d.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"field {key!r} must be an object, not {value!r}")
+    return dict(value)
 
 
 def append_jsonl(path: str, row: Mapping) -> None:
@@ -148,17 +177,27 @@ def read_jsonl(path: str) -> list[dict]:
     """
     if not os.path.exists(path):
         return []
-    with open(path) as f:
-        lines = f.read().split("\n")
-    torn = lines.pop()  # "" when the file ends with a newline
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except OSError as e:  # a directory, no permission, ...
+        raise RunDirError(f"{path} cannot be read ({e.strerror or e})") from None
+    torn = lines.pop()  # b"" when the file ends with a newline
     rows = []
     for number, line in enumerate(lines, start=1):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise RunDirError(f"{path} line {number} is not UTF-8 text") from None
         except ValueError:
             raise RunDirError(
                 f"{path} line {number} is not valid JSON: {line[:60]!r}"
             ) from None
+        if not isinstance(row, dict) or not _is_int(row.get("step")):
+            raise RunDirError(
+                f"{path} line {number} is not a row with an integer step: {line[:60]!r}"
+            )
+        rows.append(row)
     if torn:
         logging.warning(
             "%s: ignoring a torn last line (line %d, %d bytes)",
@@ -232,16 +271,23 @@ class Status:
 
     @classmethod
     def from_json(cls, d: Mapping) -> "Status":
+        """Raises ValueError naming the field that is missing or malformed."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"expected an object, not {type(d).__name__}")
         if d.get("state") not in STATES:
-            raise ValueError(f"state {d.get('state')!r} is not one of {STATES}")
+            raise ValueError(f"field 'state' {d.get('state')!r} is not one of {STATES}")
+        if not _is_int(d.get("step")):
+            raise ValueError(f"field 'step' must be an integer, not {d.get('step')!r}")
         owner = d.get("owner")
+        if owner is not None and not isinstance(owner, Mapping):
+            raise ValueError(f"field 'owner' must be an object, not {owner!r}")
         return cls(
             state=d["state"],
-            step=int(d["step"]),
+            step=d["step"],
             message=str(d.get("message", "")),
             nonfinite=d.get("nonfinite"),
             early_stopped=bool(d.get("early_stopped", False)),
-            updated=float(d.get("updated", 0.0)),
+            updated=_number(d, "updated") or 0.0,
             owner=Owner.from_json(owner) if owner else None,
         )
 
@@ -308,16 +354,37 @@ class RunRecord:
                 f"{', '.join(READABLE_FORMATS)} (a newer gradzoo wrote it?)"
             )
         facts, config = _split(d, RECORD_FACTS)
-        return cls(
-            config=config,
-            num_replicas=int(facts.get("num_replicas", 1)),
-            task_info=dict(facts.get("task_info") or {}),
-            num_parameters=int(facts.get("num_parameters", 0)),
-            versions=dict(facts.get("versions") or {}),
-            depth_axis=facts.get("depth_axis"),
-            worker=facts.get("worker"),
-            format=facts[FORMAT_KEY],
-        )
+        task_info = _mapping(facts, "task_info")
+        for key in ("main_metric",):
+            if key in task_info and not isinstance(task_info[key], str):
+                raise RunDirError(f"field 'task_info.{key}' must be a string")
+        if not isinstance(task_info.get("baselines", {}), Mapping):
+            raise RunDirError("field 'task_info.baselines' must be an object")
+        axis = facts.get("depth_axis")
+        if axis is not None and not (
+            isinstance(axis, list)
+            and all(
+                isinstance(e, list)
+                and len(e) == 2
+                and _is_int(e[0])
+                and isinstance(e[1], str)
+                for e in axis
+            )
+        ):
+            raise RunDirError("field 'depth_axis' must be a list of [position, path]")
+        try:
+            return cls(
+                config=config,
+                num_replicas=int(_number(facts, "num_replicas") or 1),
+                task_info=task_info,
+                num_parameters=int(_number(facts, "num_parameters") or 0),
+                versions=_mapping(facts, "versions"),
+                depth_axis=axis,
+                worker=facts.get("worker"),
+                format=facts[FORMAT_KEY],
+            )
+        except ValueError as e:
+            raise RunDirError(str(e)) from None
 
 
 _METRICS_FIELDS = (
@@ -360,10 +427,24 @@ class MetricsRow:
 
     @classmethod
     def from_json(cls, d: Mapping) -> "MetricsRow":
+        """Raises ValueError naming a malformed field (non-finite values are
+        null on disk and None here)."""
         known, metrics = _split(d, _METRICS_FIELDS)
+        norms = _mapping(known, "grad_norms")
+        for path in norms:
+            norms[path] = _number(norms, path)
+        for name in metrics:
+            metrics[name] = _number(metrics, name)
         return cls(
-            **{k: known.get(k) for k in _METRICS_FIELDS if k != "grad_norms"},
-            grad_norms=dict(known.get("grad_norms") or {}),
+            step=d["step"],
+            wall_time=_number(d, "wall_time"),
+            window_steps=int(_number(d, "window_steps") or 1),
+            steps_per_second=_number(d, "steps_per_second"),
+            learning_rate=_number(d, "learning_rate"),
+            loss=_number(d, "loss"),
+            penalty=_number(d, "penalty"),
+            grad_global_norm=_number(d, "grad_global_norm"),
+            grad_norms=norms,
             metrics=metrics,
         )
 
@@ -382,7 +463,9 @@ class EvalRow:
     @classmethod
     def from_json(cls, d: Mapping) -> "EvalRow":
         known, metrics = _split(d, ("step", "wall_time"))
-        return cls(known["step"], known.get("wall_time"), metrics)
+        for name in metrics:
+            metrics[name] = _number(metrics, name)
+        return cls(known["step"], _number(known, "wall_time"), metrics)
 
 
 @dataclasses.dataclass(frozen=True)

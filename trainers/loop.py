@@ -22,6 +22,8 @@ import dataclasses
 import functools
 import math
 import os
+import re
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -118,8 +120,8 @@ class TrainStep:
     """The compiled update step for one model, task, optimizer and strategy.
 
     Keras' own clipnorm / global_clipnorm would clip each replica's partial
-    gradient before its all-reduce (keras/src/optimizers/base_optimizer.py
-    `apply`), which is wrong under a multi-replica strategy. So the replica
+    gradient before its all-reduce (in the optimizer's `apply`), which is
+    wrong under a multi-replica strategy. So the replica
     function all-reduces the gradient itself, measures it and clips it; the
     finiteness check picks, in cross-replica context, between applying it
     and recording a divergence (the pattern of Keras' LossScaleOptimizer).
@@ -392,6 +394,11 @@ class _Parts:
     hooks: Sequence[LogHook]
     stopper: EarlyStopping
     evaluate: Callable[[], dict]
+    step: int = 0  # the step reached (for messages)
+    first_step: int = 1  # the first step this process runs
+    # {with_norms: (step, seconds)} of each step variant's first call, which
+    # traces it: kept out of the speed.
+    traced: dict = dataclasses.field(default_factory=dict)
 
     def log_eval(self, step: int) -> dict:
         ev = self.evaluate()
@@ -468,20 +475,52 @@ def train(
     if owned:
         os.makedirs(run_dir, exist_ok=True)
         run_dir = writer.own(run_dir)
+    parts = None
     try:
         parts = _build(model, optimizer, objective, data, config, run_dir, strategy)
         finished = _finished(run_dir, config.num_steps)
         if finished is not None:
             _check_workers_agree(parts.strategy, -1 - finished.step)
-            logging.info("%s: already %s", run_dir.path, finished.message)
-            return finished
+            return _report_finished(parts, finished)
         parts.hooks = hooks
         start, last_eval = _resume(parts)
         outcome = _step_loop(parts, start, last_eval)
         return _finish(parts, outcome)
+    except schema.RunDirError:
+        raise  # refused before anything was touched: status.json stays
+    except (KeyboardInterrupt, Exception) as e:
+        # Ctrl-C, SIGTERM, a full disk, a bug: the run is "failed" and
+        # resumable from the weights on disk, whatever stage it was in.
+        what = "interrupted" if isinstance(e, KeyboardInterrupt) else _describe(e)
+        run_dir.mark_failed(what, parts.step if parts else None)
+        raise
     finally:
         if owned:
             run_dir.release()
+
+
+def _describe(e: BaseException) -> str:
+    """One line: the exception's type and the first line of its message."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _report_finished(p: "_Parts", finished: TrainResult) -> TrainResult:
+    """A run that already ended: say so, and restore a deleted model.keras."""
+    path = p.run_dir.file(schema.MODEL_FILE)
+    if not os.path.exists(path) and p.manager.latest_checkpoint:
+        # The weights the status describes are those of its newest
+        # checkpoint (a diverged run's was rolled back to before saving).
+        wanted = [c for c in p.manager.checkpoints if c.endswith(f"-{finished.step}")]
+        p.ckpt.restore(wanted[-1] if wanted else p.manager.latest_checkpoint)
+        _save_model(p.model, path)
+        logging.warning(
+            "%s: model.keras was missing; restored it from the checkpoint at step %d",
+            p.run_dir.path,
+            int(p.ckpt.step.numpy()),
+        )
+    logging.info("%s: already %s", p.run_dir.path, finished.message)
+    return finished
 
 
 def _build(model, optimizer, objective, data, config, run_dir, strategy) -> _Parts:
@@ -499,6 +538,7 @@ def _build(model, optimizer, objective, data, config, run_dir, strategy) -> _Par
     )
     step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
+    _repair_checkpoint_state(run_dir.file(schema.CKPT_DIR))
     manager = tf.train.CheckpointManager(
         ckpt, run_dir.file(schema.CKPT_DIR), max_to_keep=2
     )
@@ -533,14 +573,26 @@ def _resume(p: _Parts) -> tuple[int, dict | None]:
     run evaluates at step 0, runs the hooks and saves the initial state.
     """
     start = _restore(p.ckpt, p.manager)
+    p.step = start
     _check_workers_agree(p.strategy, start)
     # Rows written after the checkpoint are replayed, so drop them.
     p.run_dir.truncate_after(start if start > 0 else -1)
     last_eval = None
     for d in schema.read_jsonl(p.run_dir.file(schema.EVAL_FILE)):
         row = schema.EvalRow.from_json(d)
-        p.stopper.update(row.step, row.metrics[p.objective.main_metric])
+        value = row.metrics.get(p.objective.main_metric)
+        if value is not None:  # null: a non-finite evaluation
+            p.stopper.update(row.step, value)
         last_eval = row.metrics
+    if start > 0:
+        stamp = os.path.getmtime(p.manager.latest_checkpoint + ".index")
+        logging.info(
+            "%s: resuming from step %d (checkpoint of %s)",
+            p.run_dir.path,
+            start,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp)),
+        )
+        _truncate_tensorboard(p.run_dir.file(schema.TB_DIR), start)
     p.tb = tf.summary.create_file_writer(p.run_dir.file(schema.TB_DIR))
     p.run_dir.write_status("running", start, f"started at step {start}")
     if start == 0:
@@ -553,11 +605,7 @@ def _resume(p: _Parts) -> tuple[int, dict | None]:
 
 
 def _step_loop(p: _Parts, start: int, last_eval: dict | None) -> _Outcome:
-    """Steps from `start` to the end, an early stop or a divergence.
-
-    A Ctrl-C, SIGTERM or exception marks the run "failed" (resumable from
-    the newest checkpoint) and is raised again.
-    """
+    """Steps from `start` to the end, an early stop or a divergence."""
     c = p.config
     dataset = p.data.train_dataset(
         c.batch_size * c.grad_accum_steps, seed=c.seed, start_step=start
@@ -565,55 +613,50 @@ def _step_loop(p: _Parts, start: int, last_eval: dict | None) -> _Outcome:
     iterator = iter(_distribute(p.strategy, dataset))
     window, window_start, host_seconds = [], time.time(), 0.0
     out = _Outcome(step=start, last_eval=last_eval)
-    try:
-        for step in range(start + 1, c.num_steps + 1):
-            out.step = step
-            log_now = step == 1 or step % c.log_every_steps == 0 or step == c.num_steps
-            eval_now = step % c.eval_every_steps == 0 or step == c.num_steps
-            ckpt_now = step % c.checkpoint_every_steps == 0 or step == c.num_steps
+    p.first_step = start + 1
+    for step in range(start + 1, c.num_steps + 1):
+        out.step = p.step = step
+        log_now = step == 1 or step % c.log_every_steps == 0 or step == c.num_steps
+        eval_now = step % c.eval_every_steps == 0 or step == c.num_steps
+        ckpt_now = step % c.checkpoint_every_steps == 0 or step == c.num_steps
+        if log_now not in p.traced:  # the variant is traced here: timed apart
+            traced = time.time()
             window.append(p.step_fn(iterator, with_norms=log_now))
-            if not (log_now or eval_now or ckpt_now):
-                continue
-            out.nonfinite = p.step_fn.divergence()
-            if out.nonfinite is None and ckpt_now:  # never checkpoint bad weights
-                out.nonfinite = _nonfinite_weights(p.model, step)
-            if out.nonfinite is not None:
-                out.state = "diverged"
+            p.traced[log_now] = (step, time.time() - traced)
+        else:
+            window.append(p.step_fn(iterator, with_norms=log_now))
+        if not (log_now or eval_now or ckpt_now):
+            continue
+        out.nonfinite = p.step_fn.divergence()
+        if out.nonfinite is None and ckpt_now:  # never checkpoint bad weights
+            out.nonfinite = _nonfinite_weights(p.model, step)
+        if out.nonfinite is not None:
+            out.state = "diverged"
+            return out
+        host_start = time.time()
+        if log_now:
+            seconds = host_start - window_start - host_seconds
+            _log_metrics(p, step, window, seconds)
+            for hook in p.hooks:
+                hook(step, p.run_dir, p.tb)
+            # The heartbeat: status.json says the run is alive.
+            p.run_dir.write_status("running", p.saved_step(), f"at step {step}")
+            window, window_start, host_seconds = [], time.time(), 0.0
+            host_start = window_start
+        if eval_now:
+            out.last_eval = p.log_eval(step)
+            main = p.objective.main_metric
+            if p.stopper.update(step, out.last_eval[main]):
+                out.early = True
+                out.message = (
+                    f"early stop at step {step}: best {main} "
+                    f"{p.stopper.best:.4g} at step {p.stopper.best_step}"
+                )
+                p.checkpoint(step, out.message)
                 return out
-            host_start = time.time()
-            if log_now:
-                seconds = host_start - window_start - host_seconds
-                _log_metrics(p, step, window, seconds)
-                for hook in p.hooks:
-                    hook(step, p.run_dir, p.tb)
-                # The heartbeat: status.json says the run is alive.
-                p.run_dir.write_status("running", p.saved_step(), f"at step {step}")
-                window, window_start, host_seconds = [], time.time(), 0.0
-                host_start = window_start
-            if eval_now:
-                out.last_eval = p.log_eval(step)
-                main = p.objective.main_metric
-                if p.stopper.update(step, out.last_eval[main]):
-                    out.early = True
-                    out.message = (
-                        f"early stop at step {step}: best {main} "
-                        f"{p.stopper.best:.4g} at step {p.stopper.best_step}"
-                    )
-                    p.checkpoint(step, out.message)
-                    return out
-            if ckpt_now:
-                p.checkpoint(step, f"checkpoint at step {step}")
-            host_seconds += time.time() - host_start
-    except (KeyboardInterrupt, Exception) as e:
-        what = "interrupted" if isinstance(e, KeyboardInterrupt) else type(e).__name__
-        saved = p.saved_step()
-        p.run_dir.write_status(
-            "failed",
-            saved,
-            f"{what} at step {out.step}; run the same command to resume "
-            f"from step {saved}",
-        )
-        raise
+        if ckpt_now:
+            p.checkpoint(step, f"checkpoint at step {step}")
+        host_seconds += time.time() - host_start
     return out
 
 
@@ -729,6 +772,81 @@ def _roll_back(ckpt, manager, nonfinite: dict) -> int:
     return int(ckpt.step.numpy())
 
 
+def _repair_checkpoint_state(directory: str) -> None:
+    """Rebuilds ckpt/checkpoint from the checkpoint files present when it is
+    missing or unreadable (a user deleted or garbled it), and removes the
+    `ckpt-N_temp` folders a kill during a save leaves behind.
+
+    Without this, CheckpointManager would see no checkpoint and the run
+    would silently start over from step 0.
+    """
+    if not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        if re.fullmatch(r"ckpt-\d+_temp", name):
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    steps = sorted(
+        int(m.group(1))
+        for m in (re.fullmatch(r"ckpt-(\d+)\.index", n) for n in os.listdir(directory))
+        if m
+    )
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except Exception:  # noqa: BLE001 - a garbled text proto
+        state = None
+    if not steps or (state is not None and state.model_checkpoint_path):
+        return
+    logging.warning(
+        "%s/checkpoint is missing or unreadable; recovered the index from the "
+        "checkpoint files present (steps %s)",
+        directory,
+        ", ".join(map(str, steps)),
+    )
+    paths = [os.path.join(directory, f"ckpt-{n}") for n in steps]
+    tf.compat.v1.train.update_checkpoint_state(
+        directory, paths[-1], all_model_checkpoint_paths=paths
+    )
+
+
+def _truncate_tensorboard(directory: str, step: int) -> None:
+    """Drops the points after `step` from tb/'s event files, as a resume
+    drops the JSONL rows after its checkpoint: the steps it replays then
+    show once in TensorBoard, not twice. Each file is rewritten atomically;
+    a torn last record (a kill mid-write) is dropped with it.
+    """
+    from tensorboard.compat.proto import event_pb2
+
+    if not os.path.isdir(directory):
+        return
+    for name in sorted(os.listdir(directory)):
+        if not name.startswith("events.out.tfevents."):
+            continue
+        path = os.path.join(directory, name)
+        records, torn = [], False
+        iterator = iter(tf.data.TFRecordDataset(path))
+        while True:
+            try:
+                records.append(next(iterator).numpy())
+            except StopIteration:
+                break
+            except tf.errors.DataLossError:
+                torn = True
+                break
+        keep = [
+            r
+            for r in records
+            if (e := event_pb2.Event.FromString(r)).step <= step
+            or not e.HasField("summary")
+        ]
+        if len(keep) == len(records) and not torn:
+            continue
+        tmp = os.path.join(directory, schema.TMP_PREFIX + name)
+        with tf.io.TFRecordWriter(tmp) as f:
+            for record in keep:
+                f.write(record)
+        os.replace(tmp, path)
+
+
 def _restore(ckpt, manager) -> int:
     """Restores the newest checkpoint that can be read; returns its step.
 
@@ -783,11 +901,17 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
         .tolist()
     )
     values = dict(zip(averaged, packed))
+    # The first call of each step variant includes tracing: a window
+    # holding one counts the other steps only, so the speed is steady.
+    timed_steps, timed_seconds = len(window), seconds
+    for traced_step, traced_seconds in p.traced.values():
+        if step - len(window) < traced_step <= step and timed_steps > 1:
+            timed_steps, timed_seconds = timed_steps - 1, timed_seconds - traced_seconds
     row = schema.MetricsRow(
         step=step,
         wall_time=time.time(),
         window_steps=len(window),
-        steps_per_second=len(window) / max(seconds, 1e-9),
+        steps_per_second=timed_steps / max(timed_seconds, 1e-9),
         learning_rate=packed[len(averaged)],
         loss=values.pop("loss"),
         penalty=values.pop("penalty"),
@@ -802,22 +926,26 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
         for path, norm in row.grad_norms.items():
             tf.summary.scalar(f"grad_norm/{path}", norm)
     num_steps = p.config.num_steps
-    eta = (num_steps - step) / max(row.steps_per_second, 1e-9)
-    # Step 1 includes tracing the step function: no basis for an ETA yet.
-    eta_text = (
-        "after warm-up" if step == 1 else time.strftime("%H:%M:%S", time.gmtime(eta))
-    )
+    if len(window) == 1 and step == p.first_step:
+        # This window is the first step alone, tracing included: no basis
+        # for a speed or an ETA yet.
+        speed = f"first step {seconds:.1f} s (tracing)"
+    else:
+        eta = (num_steps - step) / max(row.steps_per_second, 1e-9)
+        speed = (
+            f"{row.steps_per_second:.0f} steps/s  "
+            f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
+        )
     measured = "  ".join(
         f"{k} {v:.4g}" for k, v in {"loss": row.loss, **row.metrics}.items()
     )
     logging.info(
-        "step %d/%d  %s  |g| %.3g  %.0f steps/s  ETA %s",
+        "step %d/%d  %s  |g| %.3g  %s",
         step,
         num_steps,
         measured,
         row.grad_global_norm,
-        row.steps_per_second,
-        eta_text,
+        speed,
     )
 
 

@@ -8,7 +8,10 @@
 Running the same command again resumes from the last checkpoint. Exit codes
 (analysis/cli.py): 0 completed (or early-stopped), 2 a user mistake (one
 line on stderr), 3 diverged (see status.json), 130 interrupted by Ctrl-C or
-SIGTERM (status "failed", resumable), 1 an unexpected error (traceback).
+SIGTERM (status "failed", resumable), 1 an error: one line for a failed
+write (a full disk, lost permissions; status "failed", resumable), a
+traceback for anything else. The terminal shows progress and results; the
+rest of the log is in the run directory's log.txt.
 
 Tested by tests/trainers/test_train_main.py.
 """
@@ -17,13 +20,25 @@ import os
 import signal
 import sys
 
+# A SIGTERM while the libraries load: nothing is written yet, so just exit
+# with the code of an interruption (main() installs the real handler).
+signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(130))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, logging  # noqa: E402
+from trainers import console  # noqa: E402
 
-from analysis import cli, schema  # noqa: E402
-from trainers import flags as gz_flags  # noqa: E402
-from trainers import runner, writer  # noqa: E402
+with console.captured_fd2() as _import_noise:
+    from absl import app  # noqa: E402
+
+    from analysis import cli, schema  # noqa: E402
+    from trainers import flags as gz_flags  # noqa: E402
+    from trainers import runner, writer  # noqa: E402
+
+    # Probing for GPUs makes the CUDA libraries print their start-up lines
+    # (e.g. "failed call to cuInit" on a machine without one): here, into
+    # the capture, not on the terminal. It does not start the runtime, so
+    # logical devices and multi_worker can still be set up after it.
+    runner.tf.config.list_physical_devices("GPU")
 
 
 def _interrupt(signum, frame):
@@ -36,9 +51,10 @@ def main(argv):
     signal.signal(signal.SIGTERM, _interrupt)
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    console.quiet_terminal()
     if gz_flags.NUM_CPU_DEVICES.value:
         runner.split_cpu(gz_flags.NUM_CPU_DEVICES.value)
-    output_dir = gz_flags.OUTPUT_DIR.value
+    output_dir = os.path.expanduser(gz_flags.OUTPUT_DIR.value or "")
     config = None
     try:
         config = gz_flags.config_from_flags()
@@ -57,16 +73,11 @@ def main(argv):
             strategy=strategy,
         )
     except ValueError as e:  # every user mistake is refused before training
-        note = ""
-        if config is not None and not isinstance(e, schema.RunDirError):
-            try:
-                note = gz_flags.recipe_note(config)
-            except ValueError:
-                pass
-        cli.fail(f"{e}{note}")
+        cli.fail(f"{e}{_recipe_note(config, e)}")
     except KeyboardInterrupt:
         sys.stderr.write("interrupted before training started\n")
         sys.exit(cli.EXIT_INTERRUPTED)
+    log = console.log_to(built.run_dir.file(schema.LOG_FILE), _import_noise())
     try:
         result = built.train()
     except schema.RunDirError as e:  # an unrestorable checkpoint
@@ -75,7 +86,15 @@ def main(argv):
         status = writer.read_status(output_dir)
         sys.stderr.write(f"interrupted: {status.message if status else ''}\n")
         sys.exit(cli.EXIT_INTERRUPTED)
-    logging.info("%s: %s", result.state, result.message)
+    except OSError as e:  # a full disk, a directory made read-only, ...
+        status = writer.read_status(output_dir)
+        sys.stderr.write(
+            f"error: {output_dir}: {e.strerror or e}"
+            f"{'; ' + status.message if status and status.state == 'failed' else ''}\n"
+        )
+        sys.exit(cli.EXIT_ERROR)
+    finally:
+        console.stop_logging(log)
     print(f"{result.state} at step {result.step}: {result.message}")
     copy = ""
     if resolved.strategy == "multi_worker" and not runner.read_tf_config().is_chief:
@@ -83,6 +102,19 @@ def main(argv):
     print(f"run directory: {output_dir}{copy}")
     if result.state == "diverged":
         sys.exit(cli.EXIT_DIVERGED)
+
+
+def _recipe_note(config, error: ValueError) -> str:
+    """The recipe's settings, when the error is about one of them."""
+    if config is None or isinstance(error, schema.RunDirError):
+        return ""
+    try:
+        used = config.recipe_settings()
+    except ValueError:
+        return ""
+    if not any(name in str(error) for name in used):
+        return ""
+    return gz_flags.recipe_note(config)
 
 
 def run_main():

@@ -26,7 +26,9 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import time
 
@@ -140,11 +142,14 @@ class RunDir:
         path = self.path
         old = read_record(path) if os.path.isdir(path) else None
         if old is not None:
+            if not overwrite:
+                self._check_files()  # before anything is touched
             if upgrade is not None:
                 old = upgrade(old)
             ignore = (schema.FORMAT_KEY, "depth_axis", *NOT_COMPARED)
             diffs = _differences(old.to_json(), record.to_json(), ignore)
             if not diffs and not overwrite:
+                self._probe_writable()
                 if old.format != schema.FORMAT:
                     logging.info(
                         "%s: upgrading config.json from %s to %s",
@@ -163,25 +168,104 @@ class RunDir:
             self._clear()
         try:
             os.makedirs(path, exist_ok=True)
-            probe = os.path.join(path, schema.TMP_PREFIX + "write-test")
+        except OSError as e:
+            raise RunDirError(_unusable(path, e)) from None
+        self._probe_writable()
+        if self._lock_fd is None:
+            self._lock()
+        # config.json and status.json together: a signal between the two
+        # would leave a run whose status nobody can read.
+        blocked = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            schema.write_json(self.file(schema.CONFIG_FILE), record.to_json())
+            self.write_status("running", 0, "created")
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+        return "new"
+
+    def _probe_writable(self) -> None:
+        """Refuses a directory this process cannot write into, or whose
+        paths would be too long for the files a run writes."""
+        longest = os.path.join(
+            os.path.abspath(self.path), schema.TB_DIR, "events.out.tfevents." + "x" * 96
+        )
+        if len(longest) >= _PATH_MAX:
+            raise RunDirError(
+                f"output_dir {self.path[:60]}... is too long ({len(self.path)} "
+                f"characters; the files of a run need it under "
+                f"{_PATH_MAX - len(longest) + len(os.path.abspath(self.path))})"
+            )
+        probe = os.path.join(self.path, schema.TMP_PREFIX + "write-test")
+        try:
             with open(probe, "w"):
                 pass
             os.remove(probe)
         except OSError as e:
-            raise RunDirError(
-                f"output_dir {path} is not writable ({e.strerror})"
-            ) from None
-        if self._lock_fd is None:
-            self._lock()
-        schema.write_json(self.file(schema.CONFIG_FILE), record.to_json())
-        return "new"
+            raise RunDirError(_unusable(self.path, e)) from None
+
+    def _check_files(self) -> None:
+        """Refuses a run whose files are not what the writer left: found
+        before a resume touches anything (a truncation, a status)."""
+        for name in (schema.CKPT_DIR, schema.TB_DIR):
+            if os.path.lexists(self.file(name)) and not os.path.isdir(self.file(name)):
+                raise RunDirError(
+                    f"{self.file(name)} should be a directory and is not; move it "
+                    "away to resume, or --overwrite to start over"
+                )
+        for name in (schema.CONFIG_FILE, schema.STATUS_FILE, *schema.JSONL_FILES):
+            if os.path.isdir(self.file(name)):
+                raise RunDirError(
+                    f"{self.file(name)} should be a file and is a directory; move "
+                    "it away to resume, or --overwrite to start over"
+                )
+        for name, row_type in (
+            (schema.METRICS_FILE, schema.MetricsRow),
+            (schema.EVAL_FILE, schema.EvalRow),
+            (schema.TEMPORAL_FILE, schema.TemporalRow),
+        ):
+            for number, row in enumerate(schema.read_jsonl(self.file(name)), 1):
+                try:
+                    row_type.from_json(row)
+                except (KeyError, TypeError, ValueError) as e:
+                    raise RunDirError(
+                        f"{self.file(name)} line {number}: {e}; --overwrite to "
+                        "start over"
+                    ) from None
+
+    def mark_failed(self, what: str, reached: int | None = None) -> None:
+        """status.json "failed", resumable from the weights on disk.
+
+        The step of the weights on disk is the one status.json recorded last
+        (every checkpoint and heartbeat records it). Never raises: on a full
+        disk the status may not be writable, and the caller's error matters
+        more.
+        """
+        status = read_status(self.path)
+        saved = status.step if status is not None else 0
+        at = f" at step {reached}" if reached is not None else ""
+        try:
+            self.write_status(
+                "failed",
+                saved,
+                f"{what}{at}; run the same command to resume from step {saved}",
+            )
+        except OSError as e:
+            logging.error("%s: could not record the failure (%s)", self.path, e)
 
     def _clear(self) -> None:
-        """Removes the run's own files only; anything else stays."""
+        """Removes the run's own files only; anything else stays.
+
+        Inside ckpt/ and tb/ only what the writer puts there goes
+        (checkpoint files, event files); the folder stays if a user's file
+        is left in it.
+        """
         for name in os.listdir(self.path):
             path = self.file(name)
-            if name in schema.RUN_FILES or name.startswith(schema.TMP_PREFIX):
-                if os.path.isdir(path):
+            if name in (schema.CKPT_DIR, schema.TB_DIR) and os.path.isdir(path):
+                _clear_own(path, _OWN_FILES[name])
+            elif name in schema.RUN_FILES or name.startswith(schema.TMP_PREFIX):
+                if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path)
                 else:
                     os.remove(path)
@@ -219,6 +303,34 @@ class RunDir:
             schema.truncate_jsonl(self.file(name), step)
 
 
+# What the writer puts in ckpt/ and tb/ (CheckpointManager, tf.summary).
+_OWN_FILES = {
+    schema.CKPT_DIR: re.compile(r"^(checkpoint|ckpt-\d+(_temp)?(\..*)?)$"),
+    schema.TB_DIR: re.compile(r"^events\.out\.tfevents\..*$"),
+}
+_PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+
+
+def _clear_own(folder: str, own: re.Pattern) -> None:
+    for name in os.listdir(folder):
+        if own.match(name):
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+    if not os.listdir(folder):
+        os.rmdir(folder)
+
+
+def _unusable(path: str, e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return f"output_dir {path} is a symbolic link loop"
+    if e.errno == errno.ENAMETOOLONG:
+        return f"output_dir {path[:60]}... is too long for this filesystem"
+    return f"output_dir {path} is not writable ({e.strerror})"
+
+
 def claim(path: str) -> RunDir:
     """A RunDir for `path`, locked if it exists; nothing is written.
 
@@ -228,6 +340,12 @@ def claim(path: str) -> RunDir:
     """
     if not path:
         raise RunDirError("output_dir is empty")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a symlink loop, a name too long, ...
+        raise RunDirError(_unusable(path, e)) from None
     if os.path.exists(path) and not os.path.isdir(path):
         raise RunDirError(f"output_dir {path} exists and is not a directory")
     run_dir = RunDir(path)

@@ -166,6 +166,7 @@ def test_real_command_line_run(tmp_path, data_dir):
             "ckpt",
             "tb",
             "model.keras",
+            "log.txt",
         ]
     )
     from tensorboard.backend.event_processing import event_accumulator

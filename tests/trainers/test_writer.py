@@ -56,8 +56,8 @@ def test_same_config_resumes_another_is_refused_unless_overwrite(tmp_path):
     (tmp_path / "run" / "notes.txt").write_text("mine")
     os.makedirs(os.path.join(run, "ckpt"))
     assert _open(run, _cfg(a=2), overwrite=True) == "new"
-    # Only the run's own files went; the new run wrote its config.json.
-    assert sorted(os.listdir(run)) == ["config.json", "notes.txt"]
+    # Only the run's own files went; the new run wrote its config and status.
+    assert sorted(os.listdir(run)) == ["config.json", "notes.txt", "status.json"]
     assert json.load(open(os.path.join(run, "config.json")))["a"] == 2
 
 
