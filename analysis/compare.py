@@ -12,6 +12,7 @@ Exit code 2 with one line if a run directory cannot be read.
 Tested by tests/analysis/test_compare.py.
 """
 
+import math
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,13 +26,27 @@ from analysis.rundir import LoadedRun, RunDirError, load_run  # noqa: E402
 
 def _ratio(row, axis) -> tuple[str, str]:
     """The first/last ratio and verdict of one metrics row, or dashes."""
-    if not row or not row.grad_norms:
+    if not row or not row.grad_norms or not axis:
         return "-", "-"
+    on_axis = [row.grad_norms.get(path) for _, path in axis]
+    if any(v is None or not math.isfinite(v) for v in on_axis):
+        return "-", f"non-finite gradient at step {row.step}"
     try:
         profile = gradients.gradient_profile(row.grad_norms, axis)
     except ValueError:
         return "-", "-"
     return f"{profile.first_last_ratio:.2e}", profile.verdict
+
+
+def _finite_rows(run: LoadedRun) -> list:
+    """Metrics rows whose gradient norms are all finite (a diverged run's
+    last rows may hold nulls)."""
+    return [
+        r
+        for r in run.metrics
+        if r.grad_norms
+        and all(v is not None and math.isfinite(v) for v in r.grad_norms.values())
+    ]
 
 
 def rows(runs: list[LoadedRun]) -> list[list[str]]:
@@ -60,6 +75,14 @@ def rows(runs: list[LoadedRun]) -> list[list[str]]:
         last_ratio, last_verdict = _ratio(
             run.metrics[-1] if run.metrics else None, axis
         )
+        if run.status.state == "diverged":
+            # Say so, and show the last ratio measured before it happened.
+            finite = _finite_rows(run)
+            last_ratio, before = _ratio(finite[-1] if finite else None, axis)
+            at = (run.status.nonfinite or {}).get("step", "?")
+            last_verdict = f"diverged at step {at}" + (
+                f" ({before} before)" if before != "-" else ""
+            )
         table.append(
             [
                 run.path,

@@ -19,6 +19,7 @@ import json
 import os
 
 import keras
+import numpy as np
 
 import zoo
 from analysis import schema
@@ -324,6 +325,13 @@ def _check_positive(name, value):
     ):
         raise ValueError(
             f"{name} must be positive and finite. Received: {name}={value}"
+        )
+    if float(np.float32(value)) == 0.0:
+        # 1e-50 passes the check above and is 0.0 where it is used: a run
+        # that silently does not train.
+        raise ValueError(
+            f"{name} is 0 in float32, the precision it is used in. "
+            f"Received: {name}={value}"
         )
 
 

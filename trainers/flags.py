@@ -137,7 +137,11 @@ CLIP_GLOBAL_NORM = flags.DEFINE_float(
     "clip_global_norm", None, "Clip the norm of the whole gradient."
 )
 for _name in ("learning_rate", "clip_value", "clip_norm", "clip_global_norm"):
-    flags.register_validator(_name, lambda v: v is None or v > 0, message="must be > 0")
+    flags.register_validator(
+        _name,
+        lambda v: v is None or 0 < v < float("inf"),
+        message="must be > 0 and finite",
+    )
 # Clipping flag -> RunConfig.clipping mode.
 CLIP_FLAGS = {
     "clip_value": "value",

@@ -802,10 +802,16 @@ def _repair_checkpoint_state(directory: str) -> None:
         directory,
         ", ".join(map(str, steps)),
     )
-    paths = [os.path.join(directory, f"ckpt-{n}") for n in steps]
-    tf.compat.v1.train.update_checkpoint_state(
-        directory, paths[-1], all_model_checkpoint_paths=paths
-    )
+    # The text format CheckpointManager itself writes (relative paths). It
+    # counts a checkpoint as its own only with a timestamp.
+    lines = [f'model_checkpoint_path: "ckpt-{steps[-1]}"']
+    lines += [f'all_model_checkpoint_paths: "ckpt-{n}"' for n in steps]
+    lines += [
+        "all_model_checkpoint_timestamps: "
+        f"{os.path.getmtime(os.path.join(directory, f'ckpt-{n}.index'))}"
+        for n in steps
+    ]
+    schema.write_text(os.path.join(directory, "checkpoint"), "\n".join(lines) + "\n")
 
 
 def _truncate_tensorboard(directory: str, step: int) -> None:
@@ -856,10 +862,15 @@ def _restore(ckpt, manager) -> int:
     Raises:
       RunDirError: checkpoints exist but none can be restored.
     """
-    if not manager.checkpoints:
+    # A state file without timestamps (written by hand) leaves the manager's
+    # list empty but still names the newest checkpoint.
+    paths = manager.checkpoints or (
+        [manager.latest_checkpoint] if manager.latest_checkpoint else []
+    )
+    if not paths:
         return 0
     errors = []
-    for path in reversed(manager.checkpoints):
+    for path in reversed(paths):
         try:
             ckpt.restore(path).assert_existing_objects_matched()
             return int(ckpt.step.numpy())
@@ -871,7 +882,7 @@ def _restore(ckpt, manager) -> int:
             logging.warning("skipping checkpoint %s: %s", path, reason)
             errors.append(f"{os.path.basename(path)}: {reason}")
     raise schema.RunDirError(
-        f"no checkpoint in {os.path.dirname(manager.checkpoints[0])} can be "
+        f"no checkpoint in {os.path.dirname(paths[0])} can be "
         f"restored ({'; '.join(errors)}); pass --overwrite to start the run over"
     )
 

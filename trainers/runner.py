@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import time
 
 import absl
@@ -265,7 +266,9 @@ def build_run(
     run_dir = writer.claim(output_dir)
     try:
         built = _build(c, run_dir, overwrite, flags_text, strategy)
-    except BaseException:
+    except BaseException as e:
+        if run_dir.opened and isinstance(e, KeyboardInterrupt):
+            run_dir.mark_failed("interrupted before training started")
         run_dir.release()
         raise
     return built
@@ -289,14 +292,26 @@ def _build(c: RunConfig, run_dir, overwrite, flags_text, strategy) -> BuiltRun:
     keras.utils.set_random_seed(c.seed)
     tf.config.experimental.enable_op_determinism()
     with strategy.scope():
-        model = zoo.get_model(
-            c.model,
-            input_shape=task.input_shape,
-            num_outputs=task.num_outputs,
-            output_per_step=task.output_per_step,
-            **c.model_kwargs,
-        )
+        try:
+            model = zoo.get_model(
+                c.model,
+                input_shape=task.input_shape,
+                num_outputs=task.num_outputs,
+                output_per_step=task.output_per_step,
+                **c.model_kwargs,
+            )
+        except (tf.errors.ResourceExhaustedError, MemoryError) as e:
+            what = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(e))
+            raise ValueError(
+                f"model '{c.model}' with {c.model_kwargs} does not fit in memory"
+                f" ({what.group(0) if what else type(e).__name__})"
+            ) from None
         optimizer = make_optimizer(c)
+    # Weights, gradients and up to two optimizer slots, in float32.
+    zoo.tasks.base.check_memory(
+        f"training model '{c.model}' ({model.count_params():,} parameters)",
+        model.count_params() * 4 * 4,
+    )
     record = schema.RunRecord(
         config=c.to_dict(),
         num_replicas=replicas,

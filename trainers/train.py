@@ -86,12 +86,13 @@ def main(argv):
         status = writer.read_status(output_dir)
         sys.stderr.write(f"interrupted: {status.message if status else ''}\n")
         sys.exit(cli.EXIT_INTERRUPTED)
-    except OSError as e:  # a full disk, a directory made read-only, ...
+    except (OSError, runner.tf.errors.OpError) as e:
+        reason = _storage_error(e)
+        if reason is None:
+            raise  # not the machine's storage: a bug, with its traceback
         status = writer.read_status(output_dir)
-        sys.stderr.write(
-            f"error: {output_dir}: {e.strerror or e}"
-            f"{'; ' + status.message if status and status.state == 'failed' else ''}\n"
-        )
+        resume = status.message if status and status.state == "failed" else ""
+        sys.stderr.write(f"error: {output_dir}: {reason}; {resume}\n")
         sys.exit(cli.EXIT_ERROR)
     finally:
         console.stop_logging(log)
@@ -102,6 +103,22 @@ def main(argv):
     print(f"run directory: {output_dir}{copy}")
     if result.state == "diverged":
         sys.exit(cli.EXIT_DIVERGED)
+
+
+# What a failed write says, from Python (errno) or from TensorFlow's file
+# system layer (the text of the OS error inside its message).
+_STORAGE_ERRORS = (
+    "No space left on device",
+    "Disk quota exceeded",
+    "Read-only file system",
+    "Permission denied",
+)
+
+
+def _storage_error(e: Exception) -> str | None:
+    """The storage problem behind a failed write, or None for anything else."""
+    text = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    return next((reason for reason in _STORAGE_ERRORS if reason in text), None)
 
 
 def _recipe_note(config, error: ValueError) -> str:

@@ -22,6 +22,7 @@ shared with every reader. This module adds what only the writer needs:
 Tested by tests/trainers/test_writer.py.
 """
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -30,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import threading
 import time
 
 from absl import logging
@@ -78,6 +80,7 @@ class RunDir:
 
     def __init__(self, path: str):
         self.path = path
+        self.opened = False  # open() made it ready (config.json written or read)
         self._lock_fd = None
         self._owner = None
 
@@ -121,12 +124,17 @@ class RunDir:
 
     def release(self) -> None:
         """Gives up ownership (the run directory stays as it is)."""
+        if self.opened and os.path.exists(self.file(_RESERVE)):
+            os.remove(self.file(_RESERVE))
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
 
     def __del__(self):
-        self.release()
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - at interpreter exit, os may be gone
+            pass
 
     # -- new or resume -------------------------------------------------------
 
@@ -158,6 +166,8 @@ class RunDir:
                         schema.FORMAT,
                     )
                     schema.write_json(self.file(schema.CONFIG_FILE), record.to_json())
+                self._reserve()
+                self.opened = True
                 return "resume"
             if not overwrite:
                 raise RunDirError(
@@ -166,6 +176,7 @@ class RunDir:
                     "use another --output_dir, or --overwrite to replace it"
                 )
             self._clear()
+        self._check_length()
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as e:
@@ -175,18 +186,25 @@ class RunDir:
             self._lock()
         # config.json and status.json together: a signal between the two
         # would leave a run whose status nobody can read.
-        blocked = {signal.SIGINT, signal.SIGTERM}
-        signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-        try:
+        with _signals_deferred():
             schema.write_json(self.file(schema.CONFIG_FILE), record.to_json())
             self.write_status("running", 0, "created")
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            self.opened = True
+        self._reserve()
         return "new"
 
-    def _probe_writable(self) -> None:
-        """Refuses a directory this process cannot write into, or whose
-        paths would be too long for the files a run writes."""
+    def _reserve(self) -> None:
+        """Sets aside a little disk space, so that a run the disk filled up
+        can still record "failed" in status.json (see mark_failed)."""
+        try:
+            with open(self.file(_RESERVE), "wb") as f:
+                f.write(b"\0" * _RESERVE_BYTES)
+        except OSError:
+            pass  # no space even for that: mark_failed does its best
+
+    def _check_length(self) -> None:
+        """Refuses a path too long for the files a run writes in it, before
+        any folder of it is made."""
         longest = os.path.join(
             os.path.abspath(self.path), schema.TB_DIR, "events.out.tfevents." + "x" * 96
         )
@@ -196,6 +214,10 @@ class RunDir:
                 f"characters; the files of a run need it under "
                 f"{_PATH_MAX - len(longest) + len(os.path.abspath(self.path))})"
             )
+
+    def _probe_writable(self) -> None:
+        """Refuses a directory this process cannot write into."""
+        self._check_length()
         probe = os.path.join(self.path, schema.TMP_PREFIX + "write-test")
         try:
             with open(probe, "w"):
@@ -244,14 +266,15 @@ class RunDir:
         status = read_status(self.path)
         saved = status.step if status is not None else 0
         at = f" at step {reached}" if reached is not None else ""
+        message = f"{what}{at}; run the same command to resume from step {saved}"
         try:
-            self.write_status(
-                "failed",
-                saved,
-                f"{what}{at}; run the same command to resume from step {saved}",
-            )
-        except OSError as e:
-            logging.error("%s: could not record the failure (%s)", self.path, e)
+            self.write_status("failed", saved, message)
+        except OSError:
+            try:  # a full disk: give back the reserve, then try again
+                os.remove(self.file(_RESERVE))
+                self.write_status("failed", saved, message)
+            except OSError as e:
+                logging.error("%s: could not record the failure (%s)", self.path, e)
 
     def _clear(self) -> None:
         """Removes the run's own files only; anything else stays.
@@ -303,12 +326,46 @@ class RunDir:
             schema.truncate_jsonl(self.file(name), step)
 
 
+# Disk space set aside while a run is open, for recording its failure.
+_RESERVE = schema.TMP_PREFIX + "reserve"
+_RESERVE_BYTES = 64 * 1024
+
 # What the writer puts in ckpt/ and tb/ (CheckpointManager, tf.summary).
 _OWN_FILES = {
     schema.CKPT_DIR: re.compile(r"^(checkpoint|ckpt-\d+(_temp)?(\..*)?)$"),
     schema.TB_DIR: re.compile(r"^events\.out\.tfevents\..*$"),
 }
 _PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Holds SIGINT and SIGTERM until the block is done, then delivers them.
+
+    Blocking the signal in this thread would not do: TensorFlow's threads
+    would take a process-directed signal instead. So the Python handlers are
+    swapped for ones that only note the signal (main thread only, where
+    Python runs handlers).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    saved = {
+        s: signal.signal(s, lambda signum, frame: caught.append(signum))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+        for signum in caught:
+            handler = saved[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _clear_own(folder: str, own: re.Pattern) -> None:
@@ -340,6 +397,7 @@ def claim(path: str) -> RunDir:
     """
     if not path:
         raise RunDirError("output_dir is empty")
+    path = os.path.expanduser(path)
     try:
         os.stat(path)
     except FileNotFoundError:

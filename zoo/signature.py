@@ -25,6 +25,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 
 _FLOAT32_MAX = 3.4028234e38
+_FLOAT32_TINY = 1.4e-45  # the smallest positive float32 (subnormal)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +90,12 @@ class Argument:
         if self.positive and not value > 0:
             raise ValueError(
                 f"{name} must be positive and finite. Received: {name}={value}"
+            )
+        if self.type is float and value != 0 and abs(value) < _FLOAT32_TINY:
+            # Models compute in float32: 1e-50 would silently be 0.
+            raise ValueError(
+                f"{name} is 0 in float32, the precision it is used in. "
+                f"Received: {name}={value}"
             )
         if self.lower_bound is not None and not value >= self.lower_bound:
             raise ValueError(

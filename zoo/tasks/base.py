@@ -384,6 +384,41 @@ def task_spec(name: str) -> TaskSpec:
     return lookup(_TASKS, "task", name)
 
 
+def available_memory() -> int | None:
+    """Bytes of memory this process can still use (Linux MemAvailable, or
+    the cgroup limit if lower), or None where it cannot be read."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit.isdigit():
+            available = min(available or int(limit), int(limit))
+    except OSError:
+        pass
+    return available
+
+
+def check_memory(what: str, needed: int) -> None:
+    """Refuses, in one line, to build something that cannot fit in memory.
+
+    Raises:
+      TaskDataError: `needed` bytes are more than this machine has free.
+    """
+    available = available_memory()
+    if available is not None and needed > available:
+        raise TaskDataError(
+            f"{what} needs about {needed / 2**30:.1f} GiB of memory; this "
+            f"machine has {available / 2**30:.1f} GiB free"
+        )
+
+
 def default_data_dir() -> str:
     """$GRADZOO_DATA_DIR, else tfds's default (~/tensorflow_datasets)."""
     return os.environ.get("GRADZOO_DATA_DIR") or tfds.core.constants.DATA_DIR

@@ -23,11 +23,14 @@ import abc
 import dataclasses
 import math
 import numbers
+import os
+import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from zoo.tasks.base import (
+    check_memory,
     Task,
     classification_task,
     register_task,
@@ -304,13 +307,34 @@ def _load(
     """Checks the arguments, builds their config under data_dir if needed,
     and returns {split: arrays}. Nothing is written for refused arguments."""
     _check_arguments(task, minimum=minimum, too_short=too_short, **arguments)
+    # Generation holds float64 temporaries, the TFDS records and the final
+    # float32 arrays at once: about 4 float64 copies of the inputs.
+    examples = arguments["num_train"] + arguments["num_eval"]
+    check_memory(
+        f"{task} with {examples} sequences of length {arguments['sequence_length']}",
+        examples * arguments["sequence_length"] * 2 * 8 * 4,
+    )
     config = sequence_config(**{k: int(v) for k, v in arguments.items()})
     builder = builder_class(config=config, data_dir=data_dir)
-    builder.download_and_prepare()
+    try:
+        builder.download_and_prepare()
+    except BaseException:
+        # Never leave a half-built dataset behind: TFDS builds in a
+        # temporary folder next to the final one.
+        _remove_incomplete(builder)
+        raise
     return {
         split: tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
         for split in SPLIT_STREAMS
     }
+
+
+def _remove_incomplete(builder) -> None:
+    parent = os.path.dirname(str(builder.data_dir))
+    if os.path.isdir(parent):
+        for name in os.listdir(parent):
+            if "incomplete" in name:
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
 @register_task(

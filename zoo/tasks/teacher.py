@@ -12,7 +12,7 @@ Tested by tests/zoo/test_tasks.py.
 
 import numpy as np
 
-from zoo.tasks.base import Task, classification_task, register_task
+from zoo.tasks.base import Task, check_memory, classification_task, register_task
 
 TEACHER_WIDTH = 64
 # Input weights large enough that many tanh units saturate: the target is
@@ -68,6 +68,10 @@ def teacher_task(
       data_seed: Seeds the data; the same arguments give byte-identical arrays.
     """
     del data_dir  # Generated in memory.
+    check_memory(
+        f"teacher with {num_train + num_eval} examples of {num_features} features",
+        (num_train + num_eval) * num_features * 8 * 3,  # float64 drafts, float32
+    )
     # RandomState, not default_rng: its streams are frozen across NumPy
     # versions. Separate streams keep the teacher and the evaluation set the
     # same whatever num_train is.
