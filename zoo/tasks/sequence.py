@@ -30,8 +30,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from zoo.tasks.base import (
-    check_memory,
     Task,
+    check_memory,
     classification_task,
     register_task,
     regression_task,
