@@ -180,7 +180,7 @@ class RunDir:
         """Removes the run's own files only; anything else stays."""
         for name in os.listdir(self.path):
             path = self.file(name)
-            if name in schema.RUN_FILES or name.startswith(schema.TMP_PREFIX):
+            if schema.is_run_file(name) or name.startswith(schema.TMP_PREFIX):
                 if os.path.isdir(path):
                     shutil.rmtree(path)
                 else:
