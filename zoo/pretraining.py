@@ -265,7 +265,7 @@ def layer_autoencoder(
     dense = model.get_layer(stage.layer.dense)
     block_output = model.get_layer(stage.layer.output)
     # The network's own tensors: the code entering the layer, and its output.
-    below = keras.Model(model.inputs, dense.input, name="below")
+    below = keras.Model(model.input, dense.input, name="below")
     encoder = keras.Model(dense.input, block_output.output, name="encoder")
     below.trainable = False  # sets `trainable` on the shared layers below
     for layer in encoder.layers:
