@@ -86,6 +86,8 @@ def is_run_file(name: str) -> bool:
         or name == FINETUNE_DIR
         or name.startswith(PRETRAIN_DIR_PREFIX)
     )
+
+
 # Temporary files of the atomic writes start with this.
 TMP_PREFIX = ".tmp-"
 

@@ -193,7 +193,9 @@ def _pretrain_layer(b: BuiltPretraining, stage) -> loop.TrainResult:
             "denoising": c.denoising,
         },
     )
-    result = _phase(b, name, record, autoencoder, optimizer, RECONSTRUCTION, phase_config)
+    result = _phase(
+        b, name, record, autoencoder, optimizer, RECONSTRUCTION, phase_config
+    )
     if result.state == "completed":
         path = tf.train.latest_checkpoint(
             os.path.join(b.run_dir.path, name, schema.CKPT_DIR)

@@ -331,9 +331,7 @@ def run_record(c: RunConfig, task, model, replicas: int, **facts) -> schema.RunR
     or depth_axis when the model is not a zoo model).
     """
     if "depth_axis" not in facts:
-        facts["depth_axis"] = [
-            list(e) for e in zoo.depth_axis(model, min_positions=1)
-        ]
+        facts["depth_axis"] = [list(e) for e in zoo.depth_axis(model, min_positions=1)]
     return schema.RunRecord(
         config=c.to_dict(),
         num_replicas=replicas,

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from analysis import rundir
+from analysis import compare, rundir
 from trainers import loop, pretraining
 from trainers.config import PretrainConfig, RunConfig
 
@@ -77,6 +77,13 @@ def test_each_phase_is_a_run_directory_and_the_loss_falls(straight):
     assert finetune.record.phase["init"] == "pretrained"
     assert finetune.record.config == top.record.config
     assert len(finetune.metrics[0].grad_norms) == len(network.trainable_variables)
+    table = compare.rows(
+        [finetune, rundir.load_run(str(tmp_path / "pretrain_block00"))]
+    )
+    assert [row[1] for row in table[1:]] == [
+        "plain_mlp (pretrained)",
+        "plain_mlp (pretrain_block00)",
+    ]
     # The network ends where the fine-tuning phase saved it.
     saved = keras.saving.load_model(str(tmp_path / "finetune" / "model.keras"))
     for a, b in zip(saved.weights, network.weights):
@@ -120,9 +127,7 @@ def _interrupt_at(monkeypatch, phase, step):
 
 
 @pytest.mark.parametrize("phase", ["pretrain_block01", "finetune"])
-def test_a_kill_in_either_phase_resumes_bitwise(
-    straight, tmp_path, monkeypatch, phase
-):
+def test_a_kill_in_either_phase_resumes_bitwise(straight, tmp_path, monkeypatch, phase):
     straight = straight[2]
     with monkeypatch.context() as m:
         _interrupt_at(m, phase, 8)

@@ -43,10 +43,14 @@ def test_schedule_goes_up_the_stack_freezing_what_is_below(name):
 def test_autoencoder_trains_its_layer_only(name, tied):
     net = _net(name)
     ae = pretraining.layer_autoencoder(net, 1, tied_weights=tied, denoising=0.25)
-    decoder = ["decoder_tied/bias"] if tied else [
-        "decoder_dense/kernel",
-        "decoder_dense/bias",
-    ]
+    decoder = (
+        ["decoder_tied/bias"]
+        if tied
+        else [
+            "decoder_dense/kernel",
+            "decoder_dense/bias",
+        ]
+    )
     assert [v.path for v in ae.trainable_variables] == [
         "block01_dense/kernel",
         "block01_dense/bias",
