@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import zoo
 from analysis import compare, rundir
-from trainers import loop, pretraining
+from trainers import loop, pretraining, runner
 from trainers.config import PretrainConfig, RunConfig
 
 TEACHER = {"num_features": 8, "num_classes": 4, "num_train": 256, "num_eval": 64}
@@ -150,3 +150,13 @@ def test_a_different_pretraining_config_is_refused(tmp_path):
     built.release()  # config.json is written; no training is needed
     with pytest.raises(ValueError, match="different config .*steps_per_layer"):
         pretraining.build(_config(steps_per_layer=3).resolved(), str(tmp_path))
+
+
+def test_the_network_starts_where_a_run_from_scratch_starts(tmp_path):
+    config = _config().resolved()
+    built = pretraining.build(config, str(tmp_path / "p"))
+    built.release()
+    scratch = runner.build_run(config.run, str(tmp_path / "s"))
+    scratch.release()
+    for a, b in zip(built.network.weights, scratch.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
