@@ -32,6 +32,7 @@ setup(
     entry_points={
         "console_scripts": [
             "gradzoo-train=trainers.train:run_main",
+            "gradzoo-pretrain=trainers.pretrain:run_main",
             "gradzoo-compare=analysis.compare:run_main",
             "gradzoo-benchmark=trainers.benchmark:run_main",
         ]

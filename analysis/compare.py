@@ -2,6 +2,10 @@
 
     python -m analysis.compare runs/demo/plain_mlp runs/demo/residual_mlp
 
+A pretraining run's phases are ordinary run directories: compare its
+fine-tuning with a run from scratch (the pair mlp_pretraining) by naming
+`<output_dir>/finetune`; the model column says "(pretrained)".
+
 For each run: its state, final eval metric next to the task's baseline, and
 the first/last gradient-norm ratio along the model's depth axis (recorded in
 config.json; for older runs without one, `gradients.legacy_depth_axis`) at
@@ -49,6 +53,17 @@ def _finite_rows(run: LoadedRun) -> list:
     ]
 
 
+def _model(run: LoadedRun) -> str:
+    """The model's name; a pretraining phase says which (trainers/pretrain.py)."""
+    name = run.config.get("model", "?")
+    phase = run.record.phase
+    if not phase:
+        return name
+    if phase.get("init") == "pretrained":
+        return f"{name} (pretrained)"
+    return f"{name} ({phase.get('name', 'phase')})"
+
+
 def rows(runs: list[LoadedRun]) -> list[list[str]]:
     """The table as strings, header first."""
     table = [
@@ -86,7 +101,7 @@ def rows(runs: list[LoadedRun]) -> list[list[str]]:
         table.append(
             [
                 run.path,
-                run.config.get("model", "?"),
+                _model(run),
                 run.status.state,
                 str(run.status.step),
                 "-"

@@ -12,6 +12,15 @@ loop) and every reader (analysis/rundir.py, the suite, the report):
     <run_dir>/ckpt/ tb/ model.keras      checkpoints, TensorBoard, final model
     <run_dir>/log.txt                    the command line's full log
 
+A pretraining run (trainers/pretrain.py) is a run directory of run
+directories: its own config.json (the fine-tuning RunConfig, plus the
+`pretraining` settings) and status.json (which phase, and how it ended),
+and one ordinary run directory per phase, each recording its `phase`:
+
+    <run_dir>/pretrain_block00/ ...      hidden layer 0 as an autoencoder
+    <run_dir>/pretrain_blockNN/          one per pretrained layer, in order
+    <run_dir>/finetune/                  the whole net on the task
+
 Version policy: FORMAT names what this code writes. A change that a reader of
 the previous format would misread bumps it, and `RunRecord.from_json` /
 `Status.from_json` keep reading every format in READABLE_FORMATS, filling
@@ -63,6 +72,26 @@ RUN_FILES = (
     LOG_FILE,
 )
 JSONL_FILES = (METRICS_FILE, EVAL_FILE, TEMPORAL_FILE)
+# The phase directories of a pretraining run (see the module docstring).
+PRETRAIN_DIR_PREFIX = "pretrain_"
+FINETUNE_DIR = "finetune"
+
+
+def pretrain_dir(block_prefix: str) -> str:
+    """The phase directory of one pretrained layer: "pretrain_block03"."""
+    return PRETRAIN_DIR_PREFIX + block_prefix
+
+
+def is_run_file(name: str) -> bool:
+    """Whether `name` in a run directory is the run's own (--overwrite may
+    remove it): a RUN_FILES entry or a pretraining run's phase directory."""
+    return (
+        name in RUN_FILES
+        or name == FINETUNE_DIR
+        or name.startswith(PRETRAIN_DIR_PREFIX)
+    )
+
+
 # Temporary files of the atomic writes start with this (specific enough that
 # --overwrite never takes a user's file for one of ours).
 TMP_PREFIX = ".tmp-gradzoo-"
@@ -302,6 +331,8 @@ RECORD_FACTS = (
     "depth_axis",
     "worker",
     "versions",
+    "pretraining",
+    "phase",
 )
 
 
@@ -322,6 +353,12 @@ class RunRecord:
     depth_axis: list | None = None
     # multi_worker runs only: {"task": "worker:1", "chief": false}.
     worker: dict | None = None
+    # Pretraining runs only (trainers/pretrain.py). The top directory: the
+    # pretraining settings (PretrainConfig without its RunConfig, which is
+    # `config`). A phase directory: {"name": "pretrain_block00" or
+    # "finetune", ...} saying what the phase trained and from what.
+    pretraining: dict | None = None
+    phase: dict | None = None
     format: str = FORMAT
 
     def to_json(self) -> dict:
@@ -335,8 +372,9 @@ class RunRecord:
             "depth_axis": self.depth_axis,
             "versions": self.versions,
         }
-        if self.worker is not None:
-            d["worker"] = self.worker
+        for key in ("worker", "pretraining", "phase"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
 
     @classmethod
@@ -381,6 +419,8 @@ class RunRecord:
                 versions=_mapping(facts, "versions"),
                 depth_axis=axis,
                 worker=facts.get("worker"),
+                pretraining=facts.get("pretraining"),
+                phase=facts.get("phase"),
                 format=facts[FORMAT_KEY],
             )
         except ValueError as e:

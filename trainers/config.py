@@ -398,3 +398,156 @@ def make_schedule(c: RunConfig):
             c.learning_rate, c.lr_decay_steps, c.lr_decay_rate, staircase=True
         )
     return c.learning_rate
+
+
+# Zoo test shapes of each input kind, to build a model just to look at it.
+_TINY_INPUTS = {"vector": (6,), "image": (4, 4, 1), "sequence": (5, 2)}
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """A greedy layer-wise pretraining run, then fine-tuning, in one object.
+
+    `run` is the network, the task and the fine-tuning: an ordinary
+    RunConfig whose `num_steps` are the supervised (fine-tuning) steps, so
+    a run from scratch with the same `run` has the same supervised budget.
+    The other fields are phase 1's: `steps_per_layer` updates for each
+    hidden layer in `layers` (None: all of them, input side first), with
+    their own optimizer (sgd at Keras' rate unless set) and the run's batch
+    size, seed and cadences; `tied_weights` and `denoising` shape the
+    autoencoder (zoo/pretraining.py `layer_autoencoder`).
+    """
+
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    steps_per_layer: int | None = None
+    layers: list | None = None
+    optimizer: str = DEFAULT_OPTIMIZER
+    learning_rate: float | None = None
+    optimizer_kwargs: dict = dataclasses.field(default_factory=dict)
+    tied_weights: bool = False
+    denoising: float = 0.0
+
+    def resolved(self) -> "PretrainConfig":
+        """A validated copy with every default explicit (idempotent).
+
+        Checks what can be checked without the data: the model has a dense
+        hidden stack, the step count, the layer indices' form, the noise
+        rate, the optimizer. Whether the indices exist in the built network
+        is checked by trainers/pretraining.py before anything is written.
+
+        Raises:
+          ValueError: one line naming the offending setting.
+        """
+        if not isinstance(self.run, RunConfig):
+            raise ValueError(f"run must be a RunConfig. Received: {self.run!r}")
+        _check_has_dense_stack(self.run.model)
+        run = self.run.resolved()
+        if run.strategy != "default":
+            raise ValueError(
+                f"pretraining runs with strategy default, not {run.strategy}."
+            )
+        c = dataclasses.replace(self, run=run)
+        _check_count_named(
+            "pretrain_steps_per_layer", c.steps_per_layer, "steps_per_layer"
+        )
+        if c.layers is not None:
+            if not isinstance(c.layers, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                for i in c.layers
+            ):
+                raise ValueError(
+                    "pretrain_layers must be hidden-layer indices >= 0. "
+                    f"Received: pretrain_layers={c.layers}"
+                )
+            c.layers = list(c.layers)
+            if not c.layers or c.layers != sorted(set(c.layers)):
+                raise ValueError(
+                    "pretrain_layers must be distinct and increasing (the greedy "
+                    f"schedule goes up the stack). Received: pretrain_layers="
+                    f"{c.layers}"
+                )
+        if not (
+            isinstance(c.denoising, (int, float))
+            and not isinstance(c.denoising, bool)
+            and 0 <= c.denoising < 1
+        ):
+            raise ValueError(
+                "denoising (the fraction of code entries masked) must be in "
+                f"[0, 1). Received: denoising={c.denoising}"
+            )
+        c.denoising = float(c.denoising)
+        if not isinstance(c.tied_weights, bool):
+            raise ValueError(
+                f"tied_weights must be true or false. Received: {c.tied_weights!r}"
+            )
+        if not isinstance(c.optimizer_kwargs, dict):
+            raise ValueError(
+                f"pretrain optimizer_kwargs must be a dict. Received: "
+                f"{c.optimizer_kwargs!r}"
+            )
+        c.optimizer_kwargs, c.learning_rate = _resolve_optimizer(
+            c.optimizer, c.optimizer_kwargs, c.learning_rate
+        )
+        return c
+
+    def phase_config(self) -> RunConfig:
+        """The RunConfig of one pretraining phase (resolved `self` only).
+
+        The run's model, task, batch size, seed and cadences; phase 1's
+        optimizer at a constant rate, no clipping, no early stopping.
+        """
+        return dataclasses.replace(
+            self.run,
+            optimizer=self.optimizer,
+            learning_rate=self.learning_rate,
+            optimizer_kwargs=dict(self.optimizer_kwargs),
+            lr_schedule="constant",
+            lr_decay_steps=0,
+            clipping="none",
+            clip_threshold=None,
+            num_steps=self.steps_per_layer,
+            early_stopping_patience=0,
+            recipe=False,
+        ).resolved()
+
+    def pretraining_dict(self) -> dict:
+        """Every field but `run`: config.json's `pretraining` entry."""
+        d = dataclasses.asdict(self)
+        del d["run"]
+        return d
+
+    def to_dict(self) -> dict:
+        return {"run": self.run.to_dict(), **self.pretraining_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PretrainConfig":
+        """A PretrainConfig from its fields; an unknown field is a ValueError."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(
+                f"unknown PretrainConfig field {', '.join(unknown)} "
+                f"(known: {', '.join(names)})"
+            )
+        d = dict(d)
+        if isinstance(d.get("run"), dict):
+            d["run"] = RunConfig.from_dict(d["run"])
+        return cls(**d)
+
+
+def _check_count_named(flag, value, field):
+    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        raise ValueError(
+            f"{flag} must be positive (a whole number). Received: {field}={value!r}"
+        )
+
+
+def _check_has_dense_stack(model_name: str) -> None:
+    """Refuses a model without a dense hidden stack (built tiny to look)."""
+    spec = zoo.model_spec(model_name)
+    shape = _TINY_INPUTS[spec.input_kinds[0]]
+    model = zoo.get_model(model_name, input_shape=shape, num_outputs=2, **spec.tiny)
+    try:
+        zoo.pretraining.hidden_stack(model)
+    except ValueError as e:
+        raise ValueError(f"{e} Pretraining needs an MLP.") from None

@@ -962,6 +962,6 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
 
 def _save_model(model, path):
     """Saves the Keras model atomically (Keras insists on a .keras name)."""
-    tmp = os.path.join(os.path.dirname(path), ".tmp-model.keras")
+    tmp = os.path.join(os.path.dirname(path), schema.TMP_PREFIX + "model.keras")
     model.save(tmp)
     os.replace(tmp, path)

@@ -312,21 +312,11 @@ def _build(c: RunConfig, run_dir, overwrite, flags_text, strategy) -> BuiltRun:
         f"training model '{c.model}' ({model.count_params():,} parameters)",
         model.count_params() * 4 * 4,
     )
-    record = schema.RunRecord(
-        config=c.to_dict(),
-        num_replicas=replicas,
-        task_info={
-            "input_shape": list(task.input_shape),
-            "num_outputs": task.num_outputs,
-            "output_per_step": task.output_per_step,
-            "num_train": len(task.x_train),
-            "num_eval": len(task.x_eval),
-            "main_metric": task.main_metric,
-            "baselines": dict(task.baselines),
-        },
-        num_parameters=model.count_params(),
-        depth_axis=[list(e) for e in zoo.depth_axis(model, min_positions=1)],
-        versions=versions(),
+    record = run_record(
+        c,
+        task,
+        model,
+        replicas,
         # Every worker writes a whole run directory; the chief's is the run.
         worker=read_tf_config().to_dict() if c.strategy == "multi_worker" else None,
     )
@@ -334,6 +324,37 @@ def _build(c: RunConfig, run_dir, overwrite, flags_text, strategy) -> BuiltRun:
     if state == "new" and flags_text is not None:
         schema.write_text(run_dir.file(schema.FLAGS_FILE), flags_text)
     return BuiltRun(c, run_dir, model, task, optimizer, strategy, state == "resume")
+
+
+def task_info(task) -> dict:
+    """config.json's facts about the task."""
+    return {
+        "input_shape": list(task.input_shape),
+        "num_outputs": task.num_outputs,
+        "output_per_step": task.output_per_step,
+        "num_train": len(task.x_train),
+        "num_eval": len(task.x_eval),
+        "main_metric": task.main_metric,
+        "baselines": dict(task.baselines),
+    }
+
+
+def run_record(c: RunConfig, task, model, replicas: int, **facts) -> schema.RunRecord:
+    """config.json of a run of `model` (depth axis from the zoo) on `task`.
+
+    `facts` are the record's optional entries (worker, pretraining, phase,
+    or depth_axis when the model is not a zoo model).
+    """
+    if "depth_axis" not in facts:
+        facts["depth_axis"] = [list(e) for e in zoo.depth_axis(model, min_positions=1)]
+    return schema.RunRecord(
+        config=c.to_dict(),
+        num_replicas=replicas,
+        task_info=task_info(task),
+        num_parameters=model.count_params(),
+        versions=versions(),
+        **facts,
+    )
 
 
 def run(config: RunConfig, output_dir: str, **kwargs) -> loop.TrainResult:

@@ -287,7 +287,7 @@ class RunDir:
             path = self.file(name)
             if name in (schema.CKPT_DIR, schema.TB_DIR) and os.path.isdir(path):
                 _clear_own(path, _OWN_FILES[name])
-            elif name in schema.RUN_FILES or name.startswith(schema.TMP_PREFIX):
+            elif schema.is_run_file(name) or name.startswith(schema.TMP_PREFIX):
                 if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path)
                 else:

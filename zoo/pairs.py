@@ -18,10 +18,18 @@ from zoo.registry import lookup
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
-    """One side of a pair: a registered model and its own settings."""
+    """One side of a pair: a registered model, its own settings, and how it
+    is trained when that is the switch.
+
+    `pretrained`: greedy layer-wise pretraining of the hidden layers before
+    the supervised steps (zoo/pretraining.py; trainers.pretrain runs it and
+    fine-tunes for the pair's supervised budget). The network built is the
+    same either way.
+    """
 
     model: str
     settings: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    pretrained: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +59,9 @@ class Pair:
         """What differs between the arms: {setting: (baseline, treatment)}."""
         (m0, k0), (m1, k1) = self.arm("baseline"), self.arm("treatment")
         diff = {"model": (m0, m1)} if m0 != m1 else {}
+        p0, p1 = self.baseline.pretrained, self.treatment.pretrained
+        if p0 != p1:
+            diff["pretrained"] = (p0, p1)
         for key in sorted(set(k0) | set(k1)):
             if k0.get(key) != k1.get(key):
                 diff[key] = (k0.get(key), k1.get(key))
@@ -63,8 +74,8 @@ class Pair:
         return "\n".join(
             [
                 f"{self.name}: {self.question}",
-                f"  baseline:  {self.baseline.model} {dict(self.baseline.settings)}",
-                f"  treatment: {self.treatment.model} {dict(self.treatment.settings)}",
+                f"  baseline:  {_describe_arm(self.baseline)}",
+                f"  treatment: {_describe_arm(self.treatment)}",
                 f"  switch:    {switch}",
                 f"  shared:    {shared}",
                 f"  task:      {self.task}",
@@ -72,6 +83,11 @@ class Pair:
                 f"  reference: {self.reference}",
             ]
         )
+
+
+def _describe_arm(arm: Arm) -> str:
+    text = f"{arm.model} {dict(arm.settings)}"
+    return text + " pretrained" if arm.pretrained else text
 
 
 _DEEP_SIGMOID = {"depth": 20, "width": 64, "activation": "sigmoid"}
@@ -149,6 +165,25 @@ PAIRS = {
             "input; the normalized init keeps it flatter",
             reference="Glorot & Bengio 2010, Understanding the difficulty of training "
             "deep feedforward neural networks",
+        ),
+        Pair(
+            name="mlp_pretraining",
+            question="Does greedy layer-wise autoencoder pretraining help a deep "
+            "sigmoid net, given the same supervised budget?",
+            baseline=Arm("plain_mlp"),
+            treatment=Arm("plain_mlp", pretrained=True),
+            shared={
+                "depth": 5,
+                "width": 256,
+                "activation": "sigmoid",
+                "initializer": "glorot_uniform",
+            },
+            task="digits",
+            expectation="lower test error and lower spread over seeds after "
+            "pretraining; with ReLU, He init and Adam the gap shrinks",
+            reference="Bengio et al. 2007, Greedy Layer-Wise Training of Deep "
+            "Networks; Erhan et al. 2010, Why Does Unsupervised Pre-training "
+            "Help Deep Learning?",
         ),
         Pair(
             name="rnn_lstm",

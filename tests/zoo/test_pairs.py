@@ -36,6 +36,10 @@ def _kernel_initializer(layer):
     return config["class_name"], config["config"].get("stddev")
 
 
+# Switches of how an arm is trained, not of what is built: the built arms
+# must be identical in everything OBSERVED.
+TRAINING_SWITCHES = ("pretrained",)
+
 # What each switchable setting looks like in a built model, read from its
 # layers (not from the kwargs that asked for it).
 OBSERVED = {
@@ -77,7 +81,9 @@ def test_pair_arms_differ_in_exactly_one_setting_and_build(name):
     assert len(pair.switch) == 1, pair.switch
     assert pair.task in zoo.list_tasks()
     (key,) = pair.switch
-    assert key in OBSERVED, f"test_pairs cannot yet see a {key!r} switch"
+    assert key in OBSERVED or key in TRAINING_SWITCHES, (
+        f"test_pairs cannot yet see a {key!r} switch"
+    )
     kind = zoo.task_spec(pair.task).input_kind
     counts, observed = [], []
     for which, switched in zip(("baseline", "treatment"), pair.switch[key]):
@@ -89,7 +95,9 @@ def test_pair_arms_differ_in_exactly_one_setting_and_build(name):
             **kwargs,
             **{k: v for k, v in spec.tiny.items() if k not in pair.switch},
         }
-        if key != "model":
+        if key in TRAINING_SWITCHES:
+            assert getattr(pair, which).pretrained == switched
+        elif key != "model":
             assert kwargs[key] == switched
         model = zoo.get_model(
             model_name, input_shape=INPUTS[kind], num_outputs=3, **kwargs
@@ -100,7 +108,7 @@ def test_pair_arms_differ_in_exactly_one_setting_and_build(name):
         if key == "model":
             if model_name in MODEL_MARKERS:
                 assert MODEL_MARKERS[model_name] in observed[-1]["model"]
-        else:
+        elif key not in TRAINING_SWITCHES:
             assert observed[-1][key] == _expected(key, model_name, kwargs), which
     # The built arms differ in the switch, and in nothing else that is visible.
     for k in OBSERVED:
@@ -130,6 +138,13 @@ def test_mlp_residual_describes_itself():
     )
     text = pair.describe()
     assert "skip connections" in text and "baseline:  plain_mlp" in text
+
+
+def test_mlp_pretraining_switches_the_training_only():
+    pair = zoo.get_pair("mlp_pretraining")
+    assert pair.switch == {"pretrained": (False, True)}
+    assert pair.arm("baseline") == pair.arm("treatment")
+    assert "plain_mlp" in pair.describe() and " pretrained" in pair.describe()
 
 
 def test_unknown_pair_and_arm():
