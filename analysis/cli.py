@@ -10,7 +10,7 @@ import sys
 from absl import flags
 
 EXIT_OK = 0  # completed, early stops included
-EXIT_ERROR = 1  # an unexpected error: a traceback, a bug to report
+EXIT_ERROR = 1  # a failed write (disk full, ...): one line; anything else: a traceback
 EXIT_USAGE = 2  # a user mistake: bad flag, bad config, unusable directory
 EXIT_DIVERGED = 3  # the run ended as "diverged" (see its status.json)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C or SIGTERM; the run is resumable
