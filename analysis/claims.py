@@ -175,7 +175,7 @@ _MLP_RUN = {
     "clipping": "none",
     "batch_size": 128,
     "num_steps": 400,
-    "log_every_steps": 20,
+    "log_every_steps": 50,
     "eval_every_steps": 200,
     "checkpoint_every_steps": 200,
 }
@@ -382,7 +382,8 @@ CLAIMS = {
             measure=_c2,
             criterion=criterion(
                 ("first_last_ratio", "<", 1e-3),
-                calibration="calibrate",
+                calibration="not calibrated apart: at depth 20 the same net gave "
+                "1.8e-12 (C5 seed 0)",
             ),
         ),
         Claim(
@@ -401,7 +402,7 @@ CLAIMS = {
                 ("he_std_ratio", ">=", 0.3),
                 ("he_std_ratio", "<=", 3.0),
                 ("glorot_std_ratio", "<", 1e-5),
-                calibration="calibrate",
+                calibration="seed 0: He 1.13, Glorot 4.8e-8 (theory 2^-24.5 = 4.2e-8)",
             ),
         ),
         Claim(
@@ -426,7 +427,9 @@ CLAIMS = {
             criterion=criterion(
                 ("accuracy_gain", ">", 0.3),
                 ("plain_accuracy", "<", 0.2),
-                calibration="calibrate",
+                calibration="seed 0: plain eval accuracy 0.100 (chance; loss "
+                "2.307 throughout), BN 0.852 at step 400 (0.111 at step 200, "
+                "while its moving averages warm up): gain 0.75",
             ),
         ),
         Claim(
@@ -451,7 +454,9 @@ CLAIMS = {
             criterion=criterion(
                 ("log10_ratio_gain", ">", 2.0),
                 ("loss_gap", ">", 0.1),
-                calibration="calibrate",
+                calibration="seed 0: step-1 ratio plain 1.8e-12, residual 0.10 "
+                "(gain 10.7 decades); last-3-row train loss plain 2.307, "
+                "residual 0.62 (gap 1.69)",
             ),
         ),
         Claim(
@@ -475,7 +480,9 @@ CLAIMS = {
             criterion=criterion(
                 ("gated_mse", "<", 0.05),
                 ("vanilla_mse", ">=", 0.12),
-                calibration="calibrate",
+                calibration="seed 0 at T=50, step 800: GRU 0.0096, LSTM 0.127, "
+                "vanilla 0.147 (baseline 0.143); the LSTM has not left the "
+                "baseline yet (SCIENCE.md: LSTM slower than GRU)",
             ),
         ),
         Claim(
@@ -513,7 +520,8 @@ CLAIMS = {
                 ("linear_rate_error", "<", 1e-3),
                 ("tanh_input_ratio", "<", 1e-6),
                 ("irnn_input_ratio", ">", 1e3),
-                calibration="calibrate",
+                calibration="seed 0: linear a=0.9 rate -0.10536 (log 0.9 = "
+                "-0.10536), tanh 3.5e-32, IRNN 3.6e7 (rate 0.182 = log 1.2)",
             ),
         ),
         Claim(
@@ -566,7 +574,8 @@ CLAIMS = {
             measure=_c9,
             criterion=criterion(
                 ("log10_ratio_gain", ">", 2.0),
-                calibration="calibrate",
+                calibration="seed 0, unclipped: ratio 1.8e-12 at step 1, 1.9e-12 "
+                "at step 400",
             ),
             expected="does not hold",
         ),
@@ -602,7 +611,7 @@ CLAIMS = {
             measure=_c11,
             criterion=criterion(
                 ("grad_norm_ratio", "<", 0.8),
-                calibration="calibrate",
+                calibration="not calibrated: first measured by the quick suite",
             ),
         ),
         Claim(
@@ -626,7 +635,8 @@ CLAIMS = {
             criterion=criterion(
                 ("crossing_error", "<", 0.25),
                 ("rising_fraction", ">=", 0.9),
-                calibration="calibrate",
+                calibration="seed 0: sign change at sigma_w^2 = 1.84, chi = 1 at "
+                "1.82; log10 ratio -9.0 (0.5) to 3.1 (4.0), rising throughout",
             ),
         ),
         Claim(

@@ -10,9 +10,10 @@ and the criterion seed by seed, and combines the seeds:
 - a seed with a missing, running, failed or unreadable run, or a diverged
   one the claim did not expect, gets no values and a problem instead;
 - the claim holds when the criterion holds in at least `need` seeds (2 of
-  3 unless declared otherwise), does not hold when too few seeds are left
-  to reach `need`, and is inconclusive otherwise, with the reason: missing
-  runs, failed runs, diverged runs, or the spread of the seeds.
+  3 unless declared otherwise), does not hold when it fails in at least
+  `need` seeds, and is inconclusive otherwise, with the reason: missing,
+  running, failed or diverged runs, or the spread of the seeds (2 of 4
+  each way).
 
     >>> verdict = judge(claim, scale="quick", seeds=[0, 1, 2], run_paths=...)
 
@@ -129,7 +130,7 @@ def judge_seed(claim, seed: int, paths: dict) -> SeedResult:
         return SeedResult(seed, None, None, str(p), p.kind)
     try:
         values = claim.measure(evidence)
-    except (KeyError, ValueError, IndexError, ZeroDivisionError) as e:
+    except (KeyError, ValueError, IndexError, ZeroDivisionError, AttributeError) as e:
         return SeedResult(seed, None, None, f"not measurable: {e}", "missing")
     return SeedResult(seed, values, claim.criterion.holds(values))
 
@@ -158,7 +159,7 @@ def combine(claim, results: list) -> ClaimVerdict:
     tally = f"criterion held in {held} of {len(results)} seeds (needs {need})"
     if held >= need:
         return ClaimVerdict(HOLDS, tally, results, summary)
-    if failed > len(results) - need:
+    if failed >= need:
         return ClaimVerdict(NOT_HOLD, tally, results, summary)
     problems = sorted({r.problem_kind for r in results if r.problem_kind})
     if problems:

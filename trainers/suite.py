@@ -43,23 +43,45 @@ from absl import app, flags  # noqa: E402
 from analysis import cli, schema, verdicts  # noqa: E402
 from analysis.claims import SCALES, SUITES  # noqa: E402
 
-_SUITE = flags.DEFINE_string("suite", "quick", f"One of: {', '.join(SUITES)}.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "The suite's folder.")
-_ONLY = flags.DEFINE_list("only", [], "Only these claims, e.g. C6,C8.")
-_SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per claim (default: declared).")
-_SCALE = flags.DEFINE_string("scale", "quick", f"One of: {', '.join(SCALES)}.")
-_WORKERS = flags.DEFINE_integer("workers", 1, "Runs at a time.")
-_OVERSUBSCRIBE = flags.DEFINE_bool(
-    "oversubscribe", False, "Allow more workers than cores."
+# The suite's own flags, apart from absl's global FLAGS: trainers.train's
+# flags (output_dir, data_dir) live there, and both mains may be imported in
+# one process (the tests).
+FLAGS = flags.FlagValues()
+_SUITE = flags.DEFINE_string(
+    "suite", "quick", f"One of: {', '.join(SUITES)}.", flag_values=FLAGS
 )
-_EXECUTOR = flags.DEFINE_string("executor", "local", "local or ray.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "The suite's folder.", flag_values=FLAGS
+)
+_ONLY = flags.DEFINE_list(
+    "only", [], "Only these claims, e.g. C6,C8.", flag_values=FLAGS
+)
+_SEEDS = flags.DEFINE_integer(
+    "seeds", None, "Seeds per claim (default: as declared).", flag_values=FLAGS
+)
+_SCALE = flags.DEFINE_string(
+    "scale", "quick", f"One of: {', '.join(SCALES)}.", flag_values=FLAGS
+)
+_WORKERS = flags.DEFINE_integer("workers", 1, "Runs at a time.", flag_values=FLAGS)
+_OVERSUBSCRIBE = flags.DEFINE_bool(
+    "oversubscribe", False, "Allow more workers than cores.", flag_values=FLAGS
+)
+_EXECUTOR = flags.DEFINE_string("executor", "local", "local or ray.", flag_values=FLAGS)
 _RAY_ADDRESS = flags.DEFINE_string(
-    "ray_address", None, "HOST:PORT of a Ray cluster to join (--executor=ray)."
+    "ray_address",
+    None,
+    "HOST:PORT of a Ray cluster to join (--executor=ray).",
+    flag_values=FLAGS,
 )
 _RUN_TIMEOUT = flags.DEFINE_float(
-    "run_timeout_seconds", 900.0, "Hard timeout of one run (then SIGTERM)."
+    "run_timeout_seconds",
+    900.0,
+    "Hard timeout of one run (then SIGTERM).",
+    flag_values=FLAGS,
 )
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory for runs.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "TFDS data directory for the runs.", flag_values=FLAGS
+)
 
 MANIFEST_FILE = "suite.json"
 LEDGER_FILE = "ledger.json"
@@ -411,16 +433,19 @@ def execute(root, p: Plan, executor, workers, timeout, data_dir, out=sys.stdout)
     """Runs every job not yet done; returns {name: Outcome} of this session."""
     todo = collections.deque(sorted(p.jobs))
     outcomes, running, waiting = {}, {}, {}
-    started_at, last_print = time.time(), 0.0
+    started_at = time.time()
     durations = []
 
+    shown = [None, 0.0]  # the last counts printed, and when
+
     def progress(final=False):
-        nonlocal last_print
-        if not final and time.time() - last_print < 5:
-            return
-        last_print = time.time()
         done = sum(o.state == "done" for o in outcomes.values())
         failed = sum(o.state == "failed" for o in outcomes.values())
+        counts = (done, len(running), failed, len(waiting))
+        # A line when something changed, else every 30 s (logs stay short).
+        if not final and counts == shown[0] and time.time() - shown[1] < 30:
+            return
+        shown[:] = [counts, time.time()]
         left = len(todo) + len(running) + len(waiting)
         eta = ""
         if durations and left:
@@ -588,63 +613,127 @@ def check_workers(workers: int, oversubscribe: bool) -> None:
         )
 
 
-def main(argv):
-    if len(argv) > 1:
-        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    root = os.path.abspath(os.path.expanduser(_OUTPUT_DIR.value))
-    suite, scale, workers = _SUITE.value, _SCALE.value, _WORKERS.value
-    try:
-        claims = select_claims(suite, _ONLY.value, scale)
-        if _SEEDS.value is not None and _SEEDS.value < 1:
-            raise SuiteError(f"--seeds must be >= 1. Received: {_SEEDS.value}")
-        if _EXECUTOR.value not in ("local", "ray"):
-            raise SuiteError(
-                f"Unknown executor '{_EXECUTOR.value}'. Known: local, ray."
-            )
-        if _RAY_ADDRESS.value and _EXECUTOR.value != "ray":
-            raise SuiteError("--ray_address needs --executor=ray")
-        if _EXECUTOR.value == "ray":
-            check_ray(_RAY_ADDRESS.value)
-        else:
-            check_workers(workers, _OVERSUBSCRIBE.value)
-        p = plan(claims, scale, _SEEDS.value)
-        check_manifest(root, suite, p)
-    except SuiteError as e:
-        cli.fail(e)
-    if _EXECUTOR.value == "ray":
+@dataclasses.dataclass
+class Options:
+    """Everything the command line sets; `run_suite` takes it flag-free."""
+
+    output_dir: str
+    suite: str = "quick"
+    only: tuple = ()
+    seeds: int | None = None
+    scale: str = "quick"
+    workers: int = 1
+    oversubscribe: bool = False
+    executor: str = "local"
+    ray_address: str | None = None
+    run_timeout_seconds: float = 900.0
+    data_dir: str | None = None
+
+
+def prepare(o: Options) -> tuple[str, Plan]:
+    """Checks every option and the folder; returns (root, plan). No run starts.
+
+    Raises:
+      SuiteError: a user mistake, in one line.
+    """
+    claims = select_claims(o.suite, list(o.only), o.scale)
+    if o.seeds is not None and o.seeds < 1:
+        raise SuiteError(f"--seeds must be >= 1. Received: {o.seeds}")
+    if o.executor not in ("local", "ray"):
+        raise SuiteError(f"Unknown executor '{o.executor}'. Known: local, ray.")
+    if o.ray_address and o.executor != "ray":
+        raise SuiteError("--ray_address needs --executor=ray")
+    check_workers(o.workers, o.oversubscribe or bool(o.ray_address))
+    if o.executor == "ray":
+        check_ray(o.ray_address)
+    root = os.path.abspath(os.path.expanduser(o.output_dir))
+    p = plan(claims, o.scale, o.seeds)
+    check_manifest(root, o.suite, p)
+    return root, p
+
+
+def run_suite(o: Options, out=sys.stdout) -> dict:
+    """Runs what is not done yet, then writes and prints the ledger.
+
+    Raises:
+      SuiteError: a user mistake (before any run starts), or Ray failing to
+        start or join.
+    """
+    root, p = prepare(o)
+    if o.executor == "ray":
         try:
-            executor = RayExecutor(workers, _RAY_ADDRESS.value)
-        except Exception as e:  # noqa: BLE001 - Ray's own errors, one line
-            cli.fail(f"cannot start or join Ray: {str(e).splitlines()[0]}")
+            executor = RayExecutor(o.workers, o.ray_address)
+        except Exception as e:  # noqa: BLE001 - Ray's own errors, as one line
+            raise SuiteError(
+                f"cannot start or join Ray: {str(e).strip().splitlines()[0]}"
+            ) from None
     else:
-        executor = LocalExecutor(workers, max(1, cores() // workers))
-    print(
-        f"suite {suite}: {len(claims)} claims, {len(p.jobs)} runs, "
-        f"{workers} workers ({_EXECUTOR.value}), output {root}"
+        executor = LocalExecutor(o.workers, max(1, cores() // o.workers))
+    out.write(
+        f"suite {o.suite}: {len(p.claims)} claims, {len(p.jobs)} runs, "
+        f"{o.workers} workers ({o.executor}), output {root}\n"
     )
     try:
         outcomes = execute(
-            root, p, executor, workers, _RUN_TIMEOUT.value, _DATA_DIR.value
+            root, p, executor, o.workers, o.run_timeout_seconds, o.data_dir, out
         )
-    except KeyboardInterrupt:
+    finally:
         executor.shutdown()
-        sys.stderr.write("interrupted: run the same command again to resume\n")
-        sys.exit(cli.EXIT_INTERRUPTED)
-    executor.shutdown()
-    ledger = build_ledger(root, suite, p)
+    ledger = build_ledger(root, o.suite, p)
     ledger["session"] = {
-        name: dataclasses.asdict(o) for name, o in sorted(outcomes.items())
+        name: dataclasses.asdict(x) for name, x in sorted(outcomes.items())
     }
     schema.write_json(os.path.join(root, LEDGER_FILE), ledger)
-    print()
-    print(format_ledger(ledger))
-    print(f"ledger: {os.path.join(root, LEDGER_FILE)}")
+    out.write("\n" + format_ledger(ledger) + "\n")
+    out.write(f"ledger: {os.path.join(root, LEDGER_FILE)}\n")
+    return ledger
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv):
+    signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's kill: as Ctrl-C
+    if len(argv) > 1:
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not _OUTPUT_DIR.value:
+        cli.fail("--output_dir is required")
+    o = Options(
+        output_dir=_OUTPUT_DIR.value,
+        suite=_SUITE.value,
+        only=tuple(_ONLY.value),
+        seeds=_SEEDS.value,
+        scale=_SCALE.value,
+        workers=_WORKERS.value,
+        oversubscribe=_OVERSUBSCRIBE.value,
+        executor=_EXECUTOR.value,
+        ray_address=_RAY_ADDRESS.value,
+        run_timeout_seconds=_RUN_TIMEOUT.value,
+        data_dir=_DATA_DIR.value,
+    )
+    try:
+        run_suite(o)
+    except SuiteError as e:
+        cli.fail(e)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: run the same command again to resume\n")
+        sys.exit(cli.EXIT_INTERRUPTED)
+
+
+def _parse(argv):
+    """The suite's flags, then absl's own (logging) at their defaults."""
+    try:
+        rest = FLAGS(argv)
+        flags.FLAGS(argv[:1])
+    except flags.Error as e:
+        cli.fail(e)
+    return rest
 
 
 def run_main():
     """Console-script entry point (gradzoo-suite)."""
-    flags.mark_flag_as_required("output_dir")
-    app.run(main, flags_parser=cli.parse_flags)
+    app.run(main, flags_parser=_parse)
 
 
 if __name__ == "__main__":
