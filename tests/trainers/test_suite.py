@@ -81,7 +81,7 @@ def completions(output_dir, name) -> int:
     ],
 )
 def test_bad_input_is_refused(tmp_path, options, needle):
-    o = suite.Options(output_dir=str(tmp_path / "s"), suite="toy", **options)
+    o = suite.Options(output_dir=str(tmp_path / "s"), **{"suite": "toy", **options})
     with pytest.raises(suite.SuiteError, match=needle):
         suite.prepare(o)
     assert not os.path.exists(tmp_path / "s")
