@@ -24,6 +24,7 @@ Tested by tests/trainers/test_suite.py.
 import collections
 import concurrent.futures
 import dataclasses
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -257,6 +258,27 @@ def job_state(root: str, job: Job) -> str:
     return "todo"  # failed, or running with a dead owner: resume
 
 
+def job_lock(root: str, name: str) -> int | None:
+    """This suite's claim on starting job `name`, or None if another suite on
+    this host holds it.
+
+    The run directory's own owner (trainers/writer.py) keeps two trainers
+    out, but a suite that checked a run before another suite's trainer
+    started could otherwise start it again after that trainer finished;
+    holding this lock from the check until the process ends closes that
+    gap (and covers probes, which have no owner).
+    """
+    fd = os.open(
+        os.path.join(root, LOGS_DIR, f".{name}.lock"), os.O_RDWR | os.O_CREAT, 0o644
+    )
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def read_status(path: str):
     try:
         return schema.Status.from_json(
@@ -389,7 +411,12 @@ class RayExecutor:
                 log_to_driver=False,
                 runtime_env=runtime_env,
             )
-        self.remote = ray.remote(num_cpus=1, max_calls=1)(_ray_job)
+        # By reference, not by value: run as `python -m trainers.suite` this
+        # module is __main__, whose functions Ray would pickle with their
+        # globals (a lock among them). Workers import it via PYTHONPATH.
+        from trainers.suite import _ray_job as job
+
+        self.remote = ray.remote(num_cpus=1, max_calls=1)(job)
         self.env = job_env(1)
 
     def submit(self, argv, log_path, timeout):
@@ -467,7 +494,10 @@ def execute(root, p: Plan, executor, workers, timeout, data_dir, out=sys.stdout)
         while todo and len(running) < workers:
             name = todo.popleft()
             job = p.jobs[name]
-            state = job_state(root, job)
+            lock = job_lock(root, name)
+            state = job_state(root, job) if lock is not None else "live"
+            if state != "todo" and lock is not None:
+                os.close(lock)
             if state == "done":
                 outcomes[name] = Outcome("done", 0.0, "reused")
                 continue
@@ -476,11 +506,12 @@ def execute(root, p: Plan, executor, workers, timeout, data_dir, out=sys.stdout)
                 continue
             log = os.path.join(root, LOGS_DIR, name + ".log")
             future = executor.submit(job.argv(root, data_dir), log, timeout)
-            running[name] = (future, time.time())
-        for name, (future, t0) in list(running.items()):
+            running[name] = (future, time.time(), lock)
+        for name, (future, t0, lock) in list(running.items()):
             if not future.done():
                 continue
             del running[name]
+            os.close(lock)
             rc, last = future.result()
             seconds = time.time() - t0
             if rc == cli.EXIT_USAGE and "live run" in last:
