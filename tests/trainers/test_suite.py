@@ -41,7 +41,7 @@ def start(output_dir, *args):
     )
 
 
-def finish(proc, timeout=240):
+def finish(proc, timeout=600):
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-2000:]
     return out
@@ -155,7 +155,7 @@ def test_the_toy_suite_gives_verdicts_and_a_progress_line(two_suites_one_folder)
 def test_ray_gives_the_same_ledger_as_the_local_pool(two_suites_one_folder, tmp_path):
     pytest.importorskip("ray")
     root = str(tmp_path / "ray")
-    out = finish(start(root, "--executor=ray", "--workers=2"), timeout=300)
+    out = finish(start(root, "--executor=ray", "--workers=2"))
     assert "(ray)" in out
     assert numbers(ledger(root)) == numbers(ledger(two_suites_one_folder[0]))
 
