@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -398,12 +399,14 @@ class RayExecutor:
     """Each job a Ray task: one CPU, a fresh worker process (max_calls=1)."""
 
     def __init__(self, workers: int, address: str | None):
+        # Quiet the core worker's C++ retry warnings; errors still surface.
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
         import ray
 
         self.ray = ray
         runtime_env = {"env_vars": {"PYTHONPATH": ROOT}}
         if address:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+            _join_within(ray, address, runtime_env, RAY_CONNECT_SECONDS)
         else:
             ray.init(
                 num_cpus=workers,
@@ -424,6 +427,46 @@ class RayExecutor:
 
     def shutdown(self):
         self.ray.shutdown()
+
+
+RAY_CONNECT_SECONDS = 8.0
+
+
+class RayUnreachable(SuiteError):
+    """ray.init is still waiting on the address (it retries for a minute)."""
+
+
+def _join_within(ray, address, runtime_env, seconds) -> None:
+    """ray.init(address=...) or RayUnreachable after `seconds`: a port that
+    accepts TCP but is no Ray head would otherwise keep ray.init retrying."""
+    box = {}
+
+    def join():
+        try:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        except Exception as e:  # noqa: BLE001 - reported as one line
+            box["error"] = e
+
+    # Ray prints its connection retries on stderr: keep them in a file, so
+    # a failure is our one line.
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as noise:
+        os.dup2(noise.fileno(), 2)
+        try:
+            thread = threading.Thread(target=join, daemon=True)
+            thread.start()
+            thread.join(seconds)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    if thread.is_alive():
+        raise RayUnreachable(
+            f"Ray cluster at {address} did not answer within {seconds:g} s "
+            "(is it a Ray head's GCS port? with token auth, set RAY_AUTH_MODE="
+            "token and the token; see BUILD.md)"
+        )
+    if "error" in box:
+        raise box["error"]
 
 
 def check_ray(address: str | None) -> None:
@@ -667,6 +710,15 @@ def prepare(o: Options) -> tuple[str, Plan]:
     Raises:
       SuiteError: a user mistake, in one line.
     """
+    claims = check_options(o)
+    root = os.path.abspath(os.path.expanduser(o.output_dir))
+    p = plan(claims, o.scale, o.seeds)
+    check_manifest(root, o.suite, p)
+    return root, p
+
+
+def check_options(o: Options) -> dict:
+    """The cheap checks (no TensorFlow, no folder); returns the claims."""
     claims = select_claims(o.suite, list(o.only), o.scale)
     if o.seeds is not None and o.seeds < 1:
         raise SuiteError(f"--seeds must be >= 1. Received: {o.seeds}")
@@ -677,10 +729,7 @@ def prepare(o: Options) -> tuple[str, Plan]:
     check_workers(o.workers, o.oversubscribe or bool(o.ray_address))
     if o.executor == "ray":
         check_ray(o.ray_address)
-    root = os.path.abspath(os.path.expanduser(o.output_dir))
-    p = plan(claims, o.scale, o.seeds)
-    check_manifest(root, o.suite, p)
-    return root, p
+    return claims
 
 
 def run_suite(o: Options, out=sys.stdout) -> dict:
@@ -690,15 +739,23 @@ def run_suite(o: Options, out=sys.stdout) -> dict:
       SuiteError: a user mistake (before any run starts), or Ray failing to
         start or join.
     """
-    root, p = prepare(o)
-    if o.executor == "ray":
+    check_options(o)
+    if o.executor == "ray":  # join first: an unusable address fails fast
         try:
             executor = RayExecutor(o.workers, o.ray_address)
+        except RayUnreachable:
+            raise
         except Exception as e:  # noqa: BLE001 - Ray's own errors, as one line
             raise SuiteError(
                 f"cannot start or join Ray: {str(e).strip().splitlines()[0]}"
             ) from None
-    else:
+    try:
+        root, p = prepare(o)
+    except BaseException:
+        if o.executor == "ray":
+            executor.shutdown()
+        raise
+    if o.executor != "ray":
         executor = LocalExecutor(o.workers, max(1, cores() // o.workers))
     out.write(
         f"suite {o.suite}: {len(p.claims)} claims, {len(p.jobs)} runs, "
@@ -745,6 +802,12 @@ def main(argv):
     )
     try:
         run_suite(o)
+    except RayUnreachable as e:
+        # ray.init's thread cannot be stopped, and Ray's exit handlers would
+        # wait for it: leave at once.
+        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.flush()
+        os._exit(cli.EXIT_USAGE)
     except SuiteError as e:
         cli.fail(e)
     except KeyboardInterrupt:
