@@ -513,7 +513,8 @@ def execute(root, p: Plan, executor, workers, timeout, data_dir, out=sys.stdout)
         failed = sum(o.state == "failed" for o in outcomes.values())
         counts = (done, len(running), failed, len(waiting))
         # A line when something changed, else every 30 s (logs stay short).
-        if not final and counts == shown[0] and time.time() - shown[1] < 30:
+        stale = time.time() - shown[1] >= 30
+        if counts == shown[0] and (final or not stale):
             return
         shown[:] = [counts, time.time()]
         left = len(todo) + len(running) + len(waiting)
