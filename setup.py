@@ -23,11 +23,14 @@ setup(
         "threadpoolctl",  # analysis/temporal.py imports it (not only via sklearn)
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff"],
+        # The suite's Ray test starts a real local Ray instance.
+        "test": ["pytest>=7", "ruff", "ray==2.60.*"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
         # Case (e) of trainers/benchmark.py. Any torch >= 2.0 works; the pin
         # keeps pip from fetching a newer build with GBs of CUDA libraries.
         "bench": ["torch==2.13.0"],
+        # python -m trainers.suite --executor=ray
+        "ray": ["ray==2.60.*"],
     },
     entry_points={
         "console_scripts": [
@@ -35,6 +38,7 @@ setup(
             "gradzoo-pretrain=trainers.pretrain:run_main",
             "gradzoo-compare=analysis.compare:run_main",
             "gradzoo-benchmark=trainers.benchmark:run_main",
+            "gradzoo-suite=trainers.suite:run_main",
         ]
     },
 )

@@ -37,6 +37,10 @@ RECURRENT_INITIALIZERS = ("orthogonal", "identity", "normal")
 # statistics would mix time steps; LayerNorm (Ba et al. 2016) has neither issue.
 RECURRENT_NORMS = ("none", "layer")
 RecurrentInit = Literal[RECURRENT_INITIALIZERS]
+# The vanilla cell also takes "linear" (h_t = W x_t + W_hh h_{t-1} + b), the
+# case where ||dL/dh_t|| = a^(T-t) ||dL/dh_T|| exactly for W_hh = a I.
+RNN_ACTIVATIONS = (*blocks.ACTIVATIONS, "linear")
+RecurrentActivation = Literal[RNN_ACTIVATIONS]
 RecurrentNorm = Literal[RECURRENT_NORMS]
 
 # Two layers, so that a tiny model stacks (and has a depth axis to profile).
@@ -174,7 +178,7 @@ def _rnn(
     )
     _check_radius(spectral_radius)
     if "activation" in cell_args:  # before Keras, so the message is ours
-        _check_choice("activation", cell_args["activation"], blocks.ACTIVATIONS)
+        _check_choice("activation", cell_args["activation"], RNN_ACTIVATIONS)
     if not (0 <= recurrent_l1 < math.inf and 0 <= recurrent_l2 < math.inf):
         raise ValueError(
             "recurrent_l1 and recurrent_l2 must be >= 0 and finite. "
@@ -239,7 +243,7 @@ def vanilla_rnn(
     output_per_step=False,
     units: blocks.Count = 128,
     num_layers: blocks.Count = 1,
-    activation: blocks.Activation = "tanh",
+    activation: RecurrentActivation = "tanh",
     initializer: blocks.Initializer = "glorot_uniform",
     init_std: blocks.PositiveFloat = 0.01,
     recurrent_initializer: RecurrentInit = "orthogonal",
@@ -281,7 +285,7 @@ def vanilla_rnn(
       output_per_step: a prediction at every time step (set by the task).
       units: recurrent units per layer.
       num_layers: stacked recurrent layers.
-      activation: vanilla_rnn only: the cell's activation.
+      activation: vanilla_rnn only: the cell's activation ("linear" too).
       initializer: input and head kernel initializer.
       init_std: std of the small_normal initializer.
       recurrent_initializer: recurrent kernel at init: spectral_radius x
