@@ -329,7 +329,9 @@ def resnet(
       activation: activation after each block's first convolution and after
         each block.
       initializer: kernel initializer of every convolution and the head.
-      branch_scale: how each residual branch is scaled: none, rezero or
-        fixup (needs norm=none).
+      branch_scale: how each residual branch is scaled (residual models
+        only): none (x + F(x)), rezero (x + a*F(x), a=0 at init) or fixup
+        (zero-initialized last branch layer and head, scalar biases and
+        multiplier; needs norm=none).
     """
     return _cnn(**locals(), residual=True, name="resnet")

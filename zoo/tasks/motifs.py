@@ -68,10 +68,9 @@ def motifs_task(
 
     Args:
       data_dir: unused: the data is generated in memory.
-      image_size: height and width of the square images (motifs only).
-      num_classes: classes, one 3x3 motif each (motifs only).
-      noise: std of the Gaussian background; motif pixels have RMS 1
-        (motifs only).
+      image_size: height and width of the square images.
+      num_classes: classes, one 3x3 motif each.
+      noise: std of the Gaussian background; motif pixels have RMS 1.
       num_train: Training examples.
       num_eval: Evaluation examples.
       data_seed: Seeds the data; the same arguments give byte-identical arrays.
