@@ -31,9 +31,10 @@ demo: install
 	@echo "Run directories: $(RUNS)/demo/plain_mlp $(RUNS)/demo/residual_mlp (tensorboard --logdir $(RUNS)/demo)"
 
 # Keras 3.15 trips over NumPy 2's __array__(copy=) protocol on every
-# Variable-to-NumPy conversion; that warning is theirs, not ours.
+# Variable-to-NumPy conversion; that warning is theirs, not ours. Two worker
+# processes (one per core; each imports TensorFlow once), files kept whole.
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
 		-W "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning" tests
 
 lint: install

@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={
         # The suite's Ray test starts a real local Ray instance.
-        "test": ["pytest>=7", "ruff", "ray==2.60.*"],
+        "test": ["pytest>=7", "pytest-xdist", "ruff", "ray==2.60.*"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
         # Case (e) of trainers/benchmark.py. Any torch >= 2.0 works; the pin
         # keeps pip from fetching a newer build with GBs of CUDA libraries.

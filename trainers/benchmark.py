@@ -1,6 +1,6 @@
 """Steps per second of gradzoo's instrumented step next to model.fit and PyTorch.
 
-    python -m trainers.benchmark                    # every model, ~4 min on 2 cores
+    python -m trainers.benchmark                    # every model, ~6 min on 2 cores
     python -m trainers.benchmark --model=mlp_50x128 --output_json=bench.json
 
 For each model, in one process, on the same architecture, data and batch:
@@ -95,6 +95,16 @@ MODELS = {
         "LSTM(128) on T=100 steps of 2 features (the adding problem's shape), "
         "regression, batch 64",
     ),
+    "resnet20_cifar": BenchModel(
+        "resnet",
+        dict(depth=20),
+        (32, 32, 3),
+        10,
+        False,
+        128,
+        "ResNet-20 (option A, BatchNorm, He init) on 32x32x3 (CIFAR's shape), "
+        "10 classes, batch 128",
+    ),
 }
 
 
@@ -107,7 +117,7 @@ def _task(bm: BenchModel, num_batches: int = 16) -> zoo.Task:
         y = rng.integers(0, bm.num_outputs, size=n)
         return classification_task(
             "benchmark",
-            input_kind="vector",
+            input_kind="image" if len(bm.input_shape) == 3 else "vector",
             x_train=x,
             y_train=y,
             x_eval=x[: bm.batch_size],
@@ -138,17 +148,23 @@ def _keras_model(bm: BenchModel) -> keras.Model:
 
 
 def train_flops_per_example(model: keras.Model) -> int:
-    """Matmul FLOPs of one training example: 3x the forward pass.
+    """Matmul and convolution FLOPs of one training example: 3x the forward.
 
     Forward, every 2-D kernel costs 2 FLOPs per entry per use (once per time
-    step inside a recurrent layer or on a sequence); backward computes the
-    gradients of the inputs and of the kernel, twice the forward. Biases,
-    activations and the optimizer are left out (they are a few percent).
-    Every layer's 2-D kernels count, by shape, not `zoo.depth_axis`: the head
-    and a recurrent layer's W_hh are off the depth axis but cost FLOPs.
+    step inside a recurrent layer or on a sequence), and a 2-D convolution's
+    kernel [kh, kw, c_in, c_out] 2 FLOPs per entry per output pixel;
+    backward computes the gradients of the inputs and of the kernel, twice
+    the forward. Biases, activations, normalization and the optimizer are
+    left out (they are a few percent). Every layer's kernels count, by
+    shape, not `zoo.depth_axis`: the head, a recurrent layer's W_hh and a
+    projection shortcut cost FLOPs too.
     """
     forward = 0
     for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, _ = layer.output.shape
+            forward += 2 * height * width * int(np.prod(layer.kernel.shape))
+            continue
         kernels = [w for w in layer.trainable_weights if len(w.shape) == 2]
         if not kernels:
             continue
@@ -277,7 +293,57 @@ def _torch_model(bm: BenchModel):
                 return self.head(self.lstm(x)[0][:, -1])
 
         return LastStateLSTM()
+    if bm.model == "resnet":
+        return _torch_resnet(bm)
     return None
+
+
+def _torch_resnet(bm: BenchModel):
+    """zoo's resnet with option A shortcuts and BatchNorm, in PyTorch."""
+    import torch
+    from torch import nn
+
+    n = (bm.model_kwargs["depth"] - 2) // 6
+    base = bm.model_kwargs.get("width", 16)
+
+    def conv_bn(c_in, c_out, stride):
+        conv = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        return nn.Sequential(conv, nn.BatchNorm2d(c_out))
+
+    class Block(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.branch = nn.Sequential(
+                conv_bn(c_in, c_out, stride), nn.ReLU(), conv_bn(c_out, c_out, 1)
+            )
+            self.stride, self.extra = stride, c_out - c_in
+
+        def forward(self, x):
+            s = x[:, :, :: self.stride, :: self.stride]  # option A
+            if self.extra:
+                half = self.extra // 2
+                s = nn.functional.pad(s, (0, 0, 0, 0, half, self.extra - half))
+            return torch.relu(self.branch(x) + s)
+
+    class ResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers = [conv_bn(bm.input_shape[2], base, 1), nn.ReLU()]
+            c = base
+            for stage in range(3):
+                for j in range(n):
+                    out = base * 2**stage
+                    layers.append(Block(c, out, 2 if stage and not j else 1))
+                    c = out
+            self.body = nn.Sequential(*layers)
+            self.head = nn.Linear(c, bm.num_outputs)
+
+        def forward(self, x):  # x: [batch, height, width, channels] as in Keras
+            h = self.body(x.permute(0, 3, 1, 2).contiguous())
+            return self.head(h.mean(dim=(2, 3)))
+
+    return ResNet()
 
 
 def _torch_case(bm, task):
@@ -435,6 +501,11 @@ def checks(results: dict) -> list[dict]:
         dict(check="(b)/(d) overhead on mlp_50x128", value=overhead, target="<= 0.10"),
         dict(check="(a)/(e) on mlp_50x128", value=ratio(a, e), target=">= 3"),
         dict(check="(a) FLOP/s / (f) on mlp_50x1024", value=fraction, target="report"),
+        dict(
+            check="(a)/(c) on resnet20_cifar",
+            value=ratio(median("resnet20_cifar", "a"), median("resnet20_cifar", "c")),
+            target="report",
+        ),
     ]
 
 

@@ -67,8 +67,12 @@ def _collect(specs) -> dict[str, tuple]:
                         else None
                     )
                     first = dataclasses.replace(first, choices=choices)
-                if not first.help:
-                    first = dataclasses.replace(first, help=arg.help)
+                if arg.help and arg.help not in first.help.split(" | "):
+                    # Families that document an argument differently (a CNN's
+                    # depth counts weight layers, an MLP's hidden layers):
+                    # every wording, in registry order.
+                    joined = f"{first.help} | {arg.help}" if first.help else arg.help
+                    first = dataclasses.replace(first, help=joined)
                 out[name] = (first, [*owners, spec.name])
             else:
                 out[name] = (arg, [spec.name])

@@ -11,7 +11,7 @@ Tested by tests/zoo.
 
 # The family modules register their builders when imported; importing them
 # here, by name, keeps the registry complete without hidden import magic.
-from zoo import mlp, pretraining, rnn  # noqa: F401
+from zoo import cnn, mlp, pretraining, rnn  # noqa: F401
 from zoo.pairs import Arm, Pair, get_pair, list_pairs
 from zoo.registry import (
     ModelSpec,

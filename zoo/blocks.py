@@ -2,7 +2,9 @@
 
 Every choice is a string so that it can be a flag, a config value and a
 registry enum at once; an unknown string is a ValueError listing the known
-ones. Tested by tests/zoo/test_models.py.
+ones. `Scalar` is the one layer gradzoo defines (ReZero's and Fixup's scalar
+multipliers and biases). Tested by tests/zoo/test_models.py and
+tests/zoo/test_cnn.py.
 """
 
 import math
@@ -31,11 +33,20 @@ INITIALIZERS = (
 
 NORMS = ("none", "batch", "layer")
 
+# How a residual branch F is scaled: "none" is x + F(x); "rezero" is
+# x + a * F(x) with one trainable scalar a per block, zero at init (Bachlechner
+# et al. 2020, "ReZero is All You Need"); "fixup" zero-initializes the
+# branch's last layer and adds scalar biases and a scalar multiplier (Zhang,
+# Dauphin & Ma 2019, "Fixup Initialization: Residual Learning Without
+# Normalization"). Each family documents where it puts them.
+BRANCH_SCALES = ("none", "rezero", "fixup")
+
 # Annotations for builder signatures: zoo/signature.py reads the type, the
 # choices and the bounds from them, for flags and for RunConfig checks.
 Activation = Literal[ACTIVATIONS]
 Initializer = Literal[INITIALIZERS]
 Norm = Literal[NORMS]
+BranchScale = Literal[BRANCH_SCALES]
 Count = Annotated[int, AtLeast(1)]
 # L1/L2 strengths are plain floats: `regularizer` checks them as a pair.
 Penalty = float
@@ -97,3 +108,57 @@ def regularizer(l1: float, l2: float) -> keras.regularizers.Regularizer | None:
 def block_prefix(index: int, depth: int) -> str:
     """`block07` style names, zero-padded so they sort in depth order."""
     return f"block{index:0{max(2, len(str(depth - 1)))}d}"
+
+
+def check_branch_scale(
+    branch_scale: str, *, residual: bool, norm: str, model: str
+) -> None:
+    """Refuses a branch scale on a model without residual branches, and Fixup
+    with a normalization layer (Fixup is the replacement for one)."""
+    _check("branch_scale", branch_scale, BRANCH_SCALES)
+    if branch_scale != "none" and not residual:
+        raise ValueError(
+            f"branch_scale='{branch_scale}' scales residual branches, and "
+            f"{model} has none; use its residual twin or branch_scale='none'. "
+            f"Received: branch_scale={branch_scale!r}"
+        )
+    if branch_scale == "fixup" and norm != "none":
+        raise ValueError(
+            "branch_scale='fixup' trains without normalization; use "
+            f"norm='none'. Received: norm={norm!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="gradzoo")
+class Scalar(keras.layers.Layer):
+    """One trainable scalar that multiplies (op="multiply") or is added to
+    (op="add") its input, starting at `initial`.
+
+    ReZero's a (multiply, 0), Fixup's multiplier (multiply, 1) and Fixup's
+    biases (add, 0). Registered as "gradzoo>Scalar": a model.keras holding
+    one loads after `import zoo` (or `import zoo.blocks`), which registers it.
+    """
+
+    def __init__(self, op: str = "multiply", initial: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if op not in ("multiply", "add"):
+            raise ValueError(f"op must be 'multiply' or 'add'. Received: op={op!r}")
+        self.op = op
+        self.initial = float(initial)
+
+    def build(self, input_shape):
+        self.value = self.add_weight(
+            name="value",
+            shape=(),
+            initializer=keras.initializers.Constant(self.initial),
+        )
+
+    def call(self, x):
+        value = keras.ops.cast(self.value, x.dtype)
+        return x * value if self.op == "multiply" else x + value
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "op": self.op, "initial": self.initial}

@@ -29,6 +29,7 @@ def _mlp(
     norm,
     l1,
     l2,
+    branch_scale,
     residual,
     name,
 ) -> keras.Model:
@@ -41,14 +42,17 @@ def _mlp(
             f"num_outputs must be >= 1. Received: num_outputs={num_outputs}"
         )
     norm = norm or "none"
+    blocks.check_branch_scale(branch_scale, residual=residual, norm=norm, model=name)
+    fixup = branch_scale == "fixup"
     penalty = blocks.regularizer(l1, l2)
 
-    def dense(units, layer_name):
+    def dense(units, layer_name, zero=False):
         # A fresh initializer per layer: one reused unseeded Keras initializer
         # would give every layer the same weights.
+        init = "zeros" if zero else blocks.initializer(initializer, std=init_std)
         return keras.layers.Dense(
             units,
-            kernel_initializer=blocks.initializer(initializer, std=init_std),
+            kernel_initializer=init,
             kernel_regularizer=penalty,
             name=layer_name,
         )
@@ -57,16 +61,24 @@ def _mlp(
     x = keras.layers.Flatten(name="flatten")(inputs)
     for i in range(depth):
         prefix = blocks.block_prefix(i, depth)
-        h = dense(width, f"{prefix}_dense")(x)
+        branch = residual and i > 0
+        h = x
+        if fixup and branch:
+            h = blocks.Scalar("add", 0.0, name=f"{prefix}_bias_in")(h)
+        h = dense(width, f"{prefix}_dense", zero=fixup and branch)(h)
         norm_layer = blocks.norm(norm, layer_name=f"{prefix}_norm")
         if norm_layer is not None:
             h = norm_layer(h)
         h = blocks.activation(activation, layer_name=f"{prefix}_act")(h)
-        if residual and i > 0:
-            x = keras.layers.Add(name=f"{prefix}_add")([x, h])
-        else:
-            x = h
-    outputs = dense(num_outputs, "head_dense")(x)
+        if branch and branch_scale == "rezero":
+            h = blocks.Scalar("multiply", 0.0, name=f"{prefix}_rezero")(h)
+        if branch and fixup:
+            h = blocks.Scalar("multiply", 1.0, name=f"{prefix}_scale")(h)
+            h = blocks.Scalar("add", 0.0, name=f"{prefix}_bias_out")(h)
+        x = keras.layers.Add(name=f"{prefix}_add")([x, h]) if branch else h
+    if fixup:
+        x = blocks.Scalar("add", 0.0, name="head_bias")(x)
+    outputs = dense(num_outputs, "head_dense", zero=fixup)(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -96,6 +108,7 @@ def plain_mlp(
     norm: blocks.Norm = "none",
     l1: blocks.Penalty = 0.0,
     l2: blocks.Penalty = 0.0,
+    branch_scale: blocks.BranchScale = "none",
 ) -> keras.Model:
     """A plain deep MLP: `depth` hidden layers, then a linear head.
 
@@ -121,6 +134,10 @@ def plain_mlp(
       norm: normalization after each hidden dense layer (none, batch, layer).
       l1: L1 penalty on the kernels.
       l2: L2 penalty on the kernels.
+      branch_scale: how each residual branch is scaled (residual models
+        only): none (x + F(x)), rezero (x + a*F(x), a=0 at init) or fixup
+        (zero-initialized last branch layer and head, scalar biases and
+        multiplier; needs norm=none).
     """
     return _mlp(**locals(), residual=False, name="plain_mlp")
 
@@ -140,12 +157,24 @@ def residual_mlp(
     norm: blocks.Norm = "none",
     l1: blocks.Penalty = 0.0,
     l2: blocks.Penalty = 0.0,
+    branch_scale: blocks.BranchScale = "none",
 ) -> keras.Model:
     """`plain_mlp` with identity skips: x <- x + act(norm(dense(x))).
 
     - Same layers and parameter count as `plain_mlp`; blocks 1..depth-1 add
       their input back (`blockNN_add`); block 0 maps the input to `width`.
     - Initializer, norm and penalty as in `plain_mlp`.
+    - branch_scale="rezero": x <- x + a * F(x), one scalar `blockNN_rezero`
+      per residual block, zero at init, so every block is the identity at
+      init (Bachlechner et al. 2020).
+    - branch_scale="fixup" (Zhang et al. 2019): x <- x + s * act(dense(x +
+      b_in)) + b_out with scalars `blockNN_bias_in`, `blockNN_scale` (1 at
+      init) and `blockNN_bias_out`; the branch's dense kernel and the head's
+      kernel start at zero, and a scalar `head_bias` precedes the head. The
+      branch has one weight layer (m=1), so Fixup's L^(-1/(2m-2)) rescaling
+      of the other branch layers has nothing to act on. The branch is the
+      identity at init when act(0) = 0 (relu, tanh, ...); with sigmoid it
+      adds a constant 0.5 per block.
 
     The identity path gives every block a gradient at least as large as the
     one arriving from above, so early layers keep learning at any depth

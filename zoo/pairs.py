@@ -96,6 +96,18 @@ _DEEP_SIGMOID = {"depth": 20, "width": 64, "activation": "sigmoid"}
 # orthogonal recurrent block per gate (radius 1) and, for the LSTM, a unit
 # forget bias.
 _RECURRENT = {"units": 128}
+# The CIFAR ResNet at the depth where He et al. 2016 saw plain nets degrade.
+_CNN = {"depth": 56, "activation": "relu", "initializer": "he_normal"}
+# 100 residual blocks (block 0 maps the input to the width) without
+# normalization, ReLU and He init: each vanilla block roughly doubles the
+# activations' second moment.
+_DEEP_NO_NORM = {
+    "depth": 101,
+    "width": 64,
+    "activation": "relu",
+    "initializer": "he_normal",
+    "norm": "none",
+}
 
 PAIRS = {
     p.name: p
@@ -208,6 +220,54 @@ PAIRS = {
             "below the 1/6 baseline while the vanilla RNN stays near it",
             reference="Cho et al. 2014, Learning Phrase Representations using RNN "
             "Encoder-Decoder for Statistical Machine Translation",
+        ),
+        Pair(
+            name="cnn_residual",
+            question="Do shortcuts keep a 56-layer CNN's early gradients and "
+            "training loss where the plain net degrades?",
+            baseline=Arm("plain_cnn"),
+            treatment=Arm("resnet"),
+            shared={**_CNN, "norm": "batch"},
+            task="digits",
+            expectation="the ResNet trains to a lower loss; with BatchNorm both "
+            "keep early-layer gradients (degradation is not vanishing)",
+            reference="He et al. 2016, Deep Residual Learning for Image Recognition",
+        ),
+        Pair(
+            name="cnn_batchnorm",
+            question="Does BatchNorm change how a 56-layer ResNet's gradient and "
+            "loss behave?",
+            baseline=Arm("resnet", {"norm": "none"}),
+            treatment=Arm("resnet", {"norm": "batch"}),
+            shared=_CNN,
+            task="digits",
+            expectation="without BatchNorm the activations grow block by block and "
+            "the gradient profile is steeper; with it both stay level",
+            reference="Ioffe & Szegedy 2015, Batch Normalization; He et al. 2016",
+        ),
+        Pair(
+            name="mlp_rezero",
+            question="Does a zero-initialized branch scale (ReZero) let 100 residual "
+            "blocks train without normalization?",
+            baseline=Arm("residual_mlp", {"branch_scale": "none"}),
+            treatment=Arm("residual_mlp", {"branch_scale": "rezero"}),
+            shared=_DEEP_NO_NORM,
+            task="teacher",
+            expectation="ReZero starts as the identity (output/input std 1) and "
+            "trains; the vanilla net's activations blow up by orders of magnitude",
+            reference="Bachlechner et al. 2020, ReZero is All You Need",
+        ),
+        Pair(
+            name="mlp_fixup",
+            question="Does Fixup initialization let 100 residual blocks train "
+            "without normalization?",
+            baseline=Arm("residual_mlp", {"branch_scale": "none"}),
+            treatment=Arm("residual_mlp", {"branch_scale": "fixup"}),
+            shared=_DEEP_NO_NORM,
+            task="teacher",
+            expectation="Fixup starts as the identity (output/input std 1) and "
+            "trains; the vanilla net's activations blow up by orders of magnitude",
+            reference="Zhang, Dauphin & Ma 2019, Fixup Initialization",
         ),
     ]
 }

@@ -11,6 +11,9 @@ TOY = {
         "plain_mlp", dict(depth=2, width=8), (6,), 3, False, 16, "toy MLP"
     ),
     "lstm": benchmark.BenchModel("lstm", dict(units=4), (5, 2), 1, True, 8, "toy LSTM"),
+    "resnet": benchmark.BenchModel(
+        "resnet", dict(depth=8, width=2), (8, 8, 3), 3, False, 8, "toy ResNet"
+    ),
 }
 HAS_TORCH = benchmark.torch_installed()
 
@@ -39,6 +42,13 @@ def test_flop_count_matches_the_formula():
     lstm = zoo.get_model("lstm", input_shape=(5, 2), num_outputs=1, units=4)
     # Per time step the kernel [2, 16] and recurrent kernel [4, 16]; head [4, 1].
     assert benchmark.train_flops_per_example(lstm) == 3 * 2 * (5 * (32 + 64) + 4)
+    resnet = zoo.get_model(
+        "resnet", input_shape=(8, 8, 3), num_outputs=3, depth=8, width=2
+    )
+    # 3x3 convs: stem 3->2 and block00 2->2 twice on 8x8 maps, block01 2->4
+    # and 4->4 on 4x4, block02 4->8 and 8->8 on 2x2; a head 8x3.
+    convs = 9 * (64 * (6 + 4 + 4) + 16 * (8 + 16) + 4 * (32 + 64))
+    assert benchmark.train_flops_per_example(resnet) == 3 * 2 * (convs + 24)
 
 
 def test_checks_and_table_from_results():
@@ -80,6 +90,7 @@ REAL_SIZES = {
     "mlp_50x128": (64 * 128 + 128) + 49 * (128 * 128 + 128) + (128 * 10 + 10),
     "mlp_50x1024": (64 * 1024 + 1024) + 49 * (1024 * 1024 + 1024) + (1024 * 10 + 10),
     "lstm_128_t100": 4 * (2 * 128 + 128 * 128 + 128) + (128 * 1 + 1),
+    "resnet20_cifar": 271_098,  # tests/zoo/test_cnn.py PARAMETER_COUNTS
 }
 
 

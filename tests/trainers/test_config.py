@@ -23,6 +23,7 @@ def test_resolved_config_states_every_default():
         "norm": "none",
         "l1": 0.0,
         "l2": 0.0,
+        "branch_scale": "none",
     }
     # Keras' Adadelta default is 0.001, not the paper's 1.0: recorded as such.
     assert r.learning_rate == 0.001

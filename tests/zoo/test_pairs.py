@@ -10,6 +10,7 @@ INPUTS = {"vector": (6,), "image": (4, 4, 1), "sequence": (5, 2)}
 # The layer type that only this model has among the models a pair switches.
 MODEL_MARKERS = {
     "residual_mlp": "Add",
+    "resnet": "Add",
     "vanilla_rnn": "SimpleRNN",
     "lstm": "LSTM",
     "gru": "GRU",
@@ -28,7 +29,11 @@ def _changes_size(switch) -> bool:
     A normalization layer has its own scale and shift; a gated cell has 4
     (LSTM) or 3 (GRU) recurrent weight blocks where a vanilla RNN has one.
     """
-    return "norm" in switch or bool({"lstm", "gru"} & set(switch.get("model", ())))
+    return (
+        "norm" in switch
+        or "branch_scale" in switch  # scalar multipliers and biases
+        or bool({"lstm", "gru"} & set(switch.get("model", ())))
+    )
 
 
 def _kernel_initializer(layer):
@@ -53,12 +58,32 @@ OBSERVED = {
     "initializer": lambda m: [
         _kernel_initializer(ly) for ly in m.layers if ly.name.endswith("_dense")
     ],
+    # The scalar layers of a branch scale, by role (the name after blockNN_).
+    "branch_scale": lambda m: sorted(
+        {ly.name.split("_", 1)[1] for ly in m.layers if type(ly).__name__ == "Scalar"}
+    ),
 }
+# What a switch changes by design besides itself: a norm adds its layer
+# type; a branch scale adds the Scalar layer type, and Fixup zero-initializes
+# the branches' last layers and the head.
+ALSO_CHANGES = {"norm": ("model",), "branch_scale": ("model", "initializer")}
+BRANCH_SCALARS = {
+    "none": [],
+    "rezero": ["rezero"],
+    "fixup": ["bias", "bias_in", "bias_out", "scale"],  # "bias": head_bias
+}
+
+
+def _num_layers(model_name, depth):
+    """Layers with a norm and an activation: a 6n+2 CNN has 6n+1 (no head)."""
+    return depth - 1 if model_name in ("plain_cnn", "resnet") else depth
 
 
 def _expected(key, model_name, kwargs):
     """What OBSERVED[key] must read on an arm built from (model_name, kwargs)."""
-    depth = kwargs.get("depth")
+    depth = _num_layers(model_name, kwargs.get("depth"))
+    if key == "branch_scale":
+        return BRANCH_SCALARS[kwargs["branch_scale"]]
     if key == "norm":
         names = {
             "none": [],
@@ -114,7 +139,7 @@ def test_pair_arms_differ_in_exactly_one_setting_and_build(name):
     for k in OBSERVED:
         if k == key:
             assert observed[0][k] != observed[1][k], k
-        elif not (key == "norm" and k == "model"):  # a norm adds its layer type
+        elif k not in ALSO_CHANGES.get(key, ()):
             assert observed[0][k] == observed[1][k], k
     if key == "model":
         for model_name, other in zip(pair.switch["model"], observed[::-1]):
@@ -149,7 +174,7 @@ def test_mlp_pretraining_switches_the_training_only():
 
 def test_unknown_pair_and_arm():
     with pytest.raises(
-        ValueError, match="Unknown pair 'resnet'. Known pairs: mlp_batchnorm"
+        ValueError, match="Unknown pair 'resnet'. Known pairs: cnn_batchnorm"
     ):
         zoo.get_pair("resnet")
     with pytest.raises(ValueError, match="'baseline' and 'treatment'"):

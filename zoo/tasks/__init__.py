@@ -3,7 +3,7 @@
     >>> import zoo
     >>> zoo.list_tasks()
     ['adding', 'cifar10', 'copy_memory', 'digits', 'fashion_mnist', 'mnist',
-     'teacher', 'temporal_order']
+     'motifs', 'teacher', 'temporal_order']
     >>> task = zoo.load_task("digits", data_dir="/tmp/tfds")
 
 Tested by tests/zoo/test_tasks.py and tests/zoo/test_sequence_tasks.py.
@@ -11,7 +11,7 @@ Tested by tests/zoo/test_tasks.py and tests/zoo/test_sequence_tasks.py.
 
 # The task modules register their loaders when imported; importing them here,
 # by name, keeps the registry complete without hidden import magic.
-from zoo.tasks import catalog, digits, sequence, teacher  # noqa: F401
+from zoo.tasks import catalog, digits, motifs, sequence, teacher  # noqa: F401
 from zoo.tasks.base import (
     RegressionTask,
     SequenceLabelTask,

@@ -54,6 +54,10 @@ class Task:
     # [batch, T, classes]) rather than once per example; the trainer passes it
     # on to the model builder.
     output_per_step: bool = False
+    # "crop_flip": the standard CIFAR augmentation of each training batch
+    # (pad 4 with zeros, random crop back to size, random horizontal flip),
+    # drawn from (seed, step) by stateless ops; "none" leaves images alone.
+    augmentation: str = "none"
 
     def loss(self, y_true, logits) -> tf.Tensor:
         """Per-example softmax cross-entropy from logits, shape [batch]."""
@@ -111,16 +115,55 @@ class Task:
         first_epoch, offset = divmod(start_step, steps_per_epoch)
         rows = tf.data.Dataset.counter(start=first_epoch, dtype=tf.int64)
         rows = rows.flat_map(epoch_rows).skip(offset)
-        batches = rows.map(
-            lambda r: (tf.gather(x, r), tf.gather(y, r)),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        if self.augmentation == "none":
+            batches = rows.map(
+                lambda r: (tf.gather(x, r), tf.gather(y, r)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        else:
+            # The step's own seed: the same batch whatever step a run resumed at.
+            batches = rows.enumerate(start=start_step).map(
+                lambda step, r: (
+                    crop_flip(tf.gather(x, r), tf.stack([seed, step])),
+                    tf.gather(y, r),
+                ),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         return batches.prefetch(tf.data.AUTOTUNE)
 
     def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
         """The evaluation set once, in a fixed order, last partial batch kept."""
         ds = tf.data.Dataset.from_tensor_slices((self.x_eval, self.y_eval))
         return ds.batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
+
+
+AUGMENTATIONS = ("none", "crop_flip")
+CROP_PAD = 4  # pixels of zero padding on each side before the random crop
+
+
+def crop_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """The CIFAR augmentation of He et al. 2016 on a batch [B, H, W, C].
+
+    Each image is zero-padded by 4 pixels on each side, cropped back to
+    H x W at a random offset, and flipped left-right with probability 1/2;
+    offsets and flips come from `seed` (two int64s) by stateless ops.
+    """
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    pad = CROP_PAD
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    offset_seed, flip_seed = (
+        tf.random.experimental.stateless_fold_in(seed, i) for i in (1, 2)
+    )
+    offsets = tf.random.stateless_uniform(
+        [b, 2], offset_seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32
+    )
+    rows = offsets[:, :1] + tf.range(h)[None]
+    cols = offsets[:, 1:] + tf.range(w)[None]
+    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
+    cropped = tf.gather(cropped, cols, axis=2, batch_dims=1)
+    flip = tf.random.stateless_uniform([b], flip_seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(cropped, [2]), cropped)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

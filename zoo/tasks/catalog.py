@@ -6,9 +6,15 @@ to get it onto this machine.
 
     python -c "import zoo; print(zoo.load_task('mnist', data_dir='/tmp/tfds'))"
 
-Tested by tests/zoo/test_tasks.py (with `tfds.testing.mock_data`).
+`cifar10` takes `augment=True` (`--augment`): the standard CIFAR training
+augmentation of He et al. 2016 (pad 4, random crop, horizontal flip),
+drawn from (seed, step) like every batch (`Task.train_dataset`).
+
+Tested by tests/zoo/test_tasks.py (with `tfds.testing.mock_data`) and
+tests/zoo/test_image_tasks.py.
 """
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -62,5 +68,25 @@ def catalog_task(name: str, *, data_dir: str) -> Task:
     )
 
 
-for _name in CATALOG:
+for _name in ("mnist", "fashion_mnist"):
     register_task(_name, input_kind="image")(functools.partial(catalog_task, _name))
+
+
+@register_task("cifar10", input_kind="image")
+def cifar10_task(*, data_dir: str, augment: bool = False) -> Task:
+    """CIFAR-10, pixels scaled to [0, 1], optionally augmented as He et al. 2016.
+
+    Args:
+      data_dir: where the prepared TFDS cifar10 lives.
+      augment: pad 4, random crop, random horizontal flip of every training
+        batch (cifar10 only), drawn from (seed, step).
+    """
+    task = catalog_task("cifar10", data_dir=data_dir)
+    if not augment:
+        return task
+    return dataclasses.replace(
+        task,
+        augmentation="crop_flip",
+        description=task.description + " Training batches: pad 4, random crop, "
+        "random horizontal flip.",
+    )
