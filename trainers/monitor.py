@@ -321,6 +321,10 @@ class GradientMonitorMixin:
 
 
 def _find_monitor(model) -> _Monitor:
+    if isinstance(model, GradientMonitorMixin) and not isinstance(
+        getattr(model, _ATTRIBUTE, None), _Monitor
+    ):
+        setattr(model, _ATTRIBUTE, _Monitor("train_step"))
     for owner in (model, _inner(model.optimizer) if model.optimizer else None):
         monitor = getattr(owner, _ATTRIBUTE, None)
         if isinstance(monitor, _Monitor):
