@@ -107,6 +107,9 @@ class _Buffer:
             )
 
         with tf.init_scope(), strategy.scope():
+            # A GradientLogger is training with this buffer (else: measure
+            # nothing, so a later fit without one costs nothing).
+            self.enabled = variable(tf.constant(False))
             self.count = variable(tf.constant(0, tf.int64))  # logged steps so far
             self.steps = variable(tf.fill([rows], tf.constant(-1, tf.int64)))
             self.norms = variable(tf.zeros([rows, n]))
@@ -138,8 +141,8 @@ class _Buffer:
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             full = ctx.all_reduce(tf.distribute.ReduceOp.SUM, full)
         step = tf.cast(step, tf.int64)
-        log_now = tf.logical_or(
-            tf.equal(step, 1), tf.equal(step % self.every_n_steps, 0)
+        log_now = self.enabled & (
+            tf.equal(step, 1) | tf.equal(step % self.every_n_steps, 0)
         )
 
         def measure():
@@ -200,7 +203,8 @@ def _layer(path: str) -> str:
 
 class _Monitor:
     """What a watched optimizer or a mixin model carries: the buffer a
-    GradientLogger gave it (None while no logger is training it).
+    GradientLogger gave it (None before any logger trained it; disabled
+    between the logger's fit calls).
 
     A plain object, not a Trackable: Keras' saving and tf.train.Checkpoint
     never see it or its variables.
@@ -464,16 +468,25 @@ class GradientLogger(keras.callbacks.Callback):
         # the buffer holds one more, so it never wraps between two drains.
         spe = int(model.steps_per_execution)
         capacity = math.ceil(spe / self.every_n_steps) + 2
-        self.monitor.buffer = _Buffer(
-            model.trainable_variables,
-            model.distribute_strategy,
-            capacity,
-            self.every_n_steps,
-        )
-        self.seen_count = 0
-        # fit traced its train function before this callback could give the
-        # hook a buffer: trace it again, now measuring.
-        model.make_train_function(force=True)
+        buffer = self.monitor.buffer
+        if not (
+            buffer is not None
+            and buffer.paths == [v.path for v in model.trainable_variables]
+            and buffer.every_n_steps == self.every_n_steps
+            and buffer.capacity >= capacity
+        ):
+            buffer = self.monitor.buffer = _Buffer(
+                model.trainable_variables,
+                model.distribute_strategy,
+                capacity,
+                self.every_n_steps,
+            )
+            # The train function was traced (or will be) with the hook's
+            # old buffer or none: trace it again, with this one. A later fit
+            # with a like logger reuses both, so it does not re-trace.
+            model.make_train_function(force=True)
+        buffer.enabled.assign(True)
+        self.seen_count = int(buffer.count.numpy())
         self.row_time = time.time()
         self.row_step = self.last_step
 
@@ -504,9 +517,7 @@ class GradientLogger(keras.callbacks.Callback):
             self.tb.flush()
         finally:
             self.run_dir.release()
-            self.monitor.buffer = None
-            # Later fit calls without a logger then measure nothing.
-            self.model.make_train_function(force=True)
+            self.monitor.buffer.enabled.assign(False)
 
     # -- draining ------------------------------------------------------------
 

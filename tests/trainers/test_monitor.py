@@ -248,11 +248,18 @@ def test_sequential_subclassed_and_mixin(tmp_path):
 def test_saved_model_loads_in_safe_mode_as_the_plain_optimizer(tmp_path):
     model = _mlp()
     _fit(model, tmp_path / "run", optimizer=keras.optimizers.Adam(1e-3))
+    # A second fit continues the run directory (and reuses the trace).
+    traces = model.train_function
+    x, y = _data(16)
+    logger = monitor.GradientLogger(str(tmp_path / "run"), every_n_steps=2)
+    model.fit(x, y, batch_size=8, verbose=0, callbacks=[logger])
+    assert model.train_function is traces
+    assert [r.step for r in load_run(str(tmp_path / "run")).metrics] == [1, 2, 4, 6]
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert type(loaded.optimizer) is keras.optimizers.Adam
-    assert int(loaded.optimizer.iterations) == 4
+    assert int(loaded.optimizer.iterations) == 6
     for a, b in zip(loaded.optimizer.variables, model.optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     for a, b in zip(loaded.weights, model.weights):
