@@ -84,9 +84,10 @@ def _require_tensorflow(what: str) -> None:
 class _Buffer:
     """The device-side ring buffer of logged steps, and how to fill it.
 
-    Slot `capacity` is a scratch row: steps that are not logged write there,
-    so every step assigns (a conditional assignment of a mirrored variable
-    would need a merge_call inside a cond, which tf.distribute forbids).
+    With several replicas, slot `capacity` is a scratch row: steps that are
+    not logged write there, so every step assigns (a conditional assignment
+    of a mirrored variable, or an all-reduce inside a cond, would need a
+    merge_call inside a cond, which tf.distribute forbids).
     """
 
     def __init__(self, variables, strategy, capacity: int, every_n_steps: int):
@@ -108,7 +109,7 @@ class _Buffer:
 
         with tf.init_scope(), strategy.scope():
             # A GradientLogger is training with this buffer (else: measure
-            # nothing, so a later fit without one costs nothing).
+            # nothing, so a later fit without one costs little).
             self.enabled = variable(tf.constant(False))
             self.count = variable(tf.constant(0, tf.int64))  # logged steps so far
             self.steps = variable(tf.fill([rows], tf.constant(-1, tf.int64)))
@@ -138,17 +139,40 @@ class _Buffer:
             )
             full.append(g if scale is None else g / tf.cast(scale, tf.float32))
         ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        if replicas > 1:
+            # Every step: a collective cannot sit in a cond (see the class).
             full = ctx.all_reduce(tf.distribute.ReduceOp.SUM, full)
         step = tf.cast(step, tf.int64)
         log_now = self.enabled & (
             tf.equal(step, 1) | tf.equal(step % self.every_n_steps, 0)
         )
+        lr = tf.cast(learning_rate, tf.float32)
 
         def measure():
             halves = half_squares(full)
             hist, ranges = self._histograms(full)
             return l2_norms(full, halves), global_norm(full, halves), hist, ranges
+
+        def write(slot, norms, gnorm, hist, ranges):
+            for var, value in (
+                (self.steps, step),
+                (self.norms, norms),
+                (self.scalars, tf.stack([gnorm, lr])),
+                (self.histograms, hist),
+                (self.ranges, ranges),
+            ):
+                var.assign(tf.tensor_scatter_nd_update(var, [[slot]], [value]))
+            self.count.assign_add(tf.cast(log_now, tf.int64))
+            return tf.constant(True)
+
+        if replicas == 1:  # unlogged steps do nothing at all
+            tf.cond(
+                log_now,
+                lambda: write(self.count % self.capacity, *measure()),
+                lambda: tf.constant(False),
+            )
+            return
 
         def skip():
             return (
@@ -158,18 +182,10 @@ class _Buffer:
                 tf.zeros([len(self.layers)]),
             )
 
-        norms, gnorm, hist, ranges = tf.cond(log_now, measure, skip)
+        # Mirrored variables are assigned on every step, unlogged ones into
+        # the scratch row.
         slot = tf.where(log_now, self.count % self.capacity, self.capacity)
-        lr = tf.cast(learning_rate, tf.float32)
-        for var, value in (
-            (self.steps, step),
-            (self.norms, norms),
-            (self.scalars, tf.stack([gnorm, lr])),
-            (self.histograms, hist),
-            (self.ranges, ranges),
-        ):
-            var.assign(tf.tensor_scatter_nd_update(var, [[slot]], [value]))
-        self.count.assign_add(tf.cast(log_now, tf.int64))
+        write(slot, *tf.cond(log_now, measure, skip))
 
     def _histograms(self, grads):
         """Per layer: counts of its gradient entries in HISTOGRAM_BINS equal
@@ -400,22 +416,6 @@ def fit_record(model, every_n_steps: int, kind: str) -> schema.RunRecord:
     )
 
 
-def _write_histogram(tag: str, counts, m: float, step: int) -> None:
-    """A TensorBoard histogram from counts over [-m, m] (already binned on
-    the device: the gradient itself never leaves it)."""
-    from tensorboard.plugins.histogram import metadata
-
-    m = m if m > 0 else 1.0
-    edges = np.linspace(-m, m, len(counts) + 1)
-    buckets = np.stack([edges[:-1], edges[1:], counts], axis=1)
-    tf.summary.write(
-        tag,
-        tf.constant(buckets, tf.float64),
-        step=step,
-        metadata=metadata.create_summary_metadata(tag, ""),
-    )
-
-
 class GradientLogger(keras.callbacks.Callback):
     """Writes a watched model's gradient norms to a gradzoo run directory.
 
@@ -449,6 +449,8 @@ class GradientLogger(keras.callbacks.Callback):
         self.every_n_steps = int(every_n_steps)
         self.overwrite = overwrite
         self.run_dir = None
+        self.tb = None
+        self._tb_buffer = self._write_tb = None
 
     # -- begin / end ---------------------------------------------------------
 
@@ -463,7 +465,8 @@ class GradientLogger(keras.callbacks.Callback):
         self.last_step = int(self._optimizer_step())
         run_dir.truncate_after(self.last_step)  # a new model starts over
         run_dir.write_status("running", self.last_step, "model.fit started")
-        self.tb = tf.summary.create_file_writer(run_dir.file(schema.TB_DIR))
+        if self.tb is None:  # one writer (and one traced _write_tb) per logger
+            self.tb = tf.summary.create_file_writer(run_dir.file(schema.TB_DIR))
         # One execution logs at most ceil(spe / n) + 1 steps (step 1 too);
         # the buffer holds one more, so it never wraps between two drains.
         spe = int(model.steps_per_execution)
@@ -489,16 +492,28 @@ class GradientLogger(keras.callbacks.Callback):
         self.seen_count = int(buffer.count.numpy())
         self.row_time = time.time()
         self.row_step = self.last_step
+        # The host's count of steps run, to drain only when a logged step
+        # may have happened (a drain waits for the device). A step that a
+        # LossScaleOptimizer skips is no step, so the device's count trails
+        # this one and its rows are drained at a later view at the latest.
+        self.host_step = self.drained_step = self.last_step
 
     def on_epoch_begin(self, epoch, logs=None):
         # Keras' logged loss is the mean since the epoch began.
-        self.view_batches, self.view_total = 0, 0.0
+        self.view_batches, self.view_total, self.epoch_batches = 0, 0.0, 0
 
     def on_train_batch_end(self, batch, logs=None):
-        self._drain(batch + 1, logs or {})
+        self.host_step += batch + 1 - self.epoch_batches
+        self.epoch_batches = batch + 1
+        n = self.every_n_steps
+        if self.drained_step < 1 <= self.host_step or (
+            self.host_step // n > self.drained_step // n
+        ):
+            self._drain(batch + 1, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        self._drain(self.epoch_batches, logs)
         val = {k[4:]: float(v) for k, v in logs.items() if k.startswith("val_")}
         step = int(self._optimizer_step())
         if val:
@@ -513,6 +528,7 @@ class GradientLogger(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         step = int(self._optimizer_step())
         try:
+            self._drain(self.epoch_batches, {})  # stop_training mid-epoch
             self.run_dir.write_status("completed", step, f"model.fit to step {step}")
             self.tb.flush()
         finally:
@@ -525,6 +541,7 @@ class GradientLogger(keras.callbacks.Callback):
         return _inner(self.model.optimizer).iterations.numpy()
 
     def _drain(self, batches: int, logs: dict) -> None:
+        self.drained_step = self.host_step
         buffer = self.monitor.buffer
         count = int(buffer.count.numpy())
         if count == self.seen_count:
@@ -567,11 +584,45 @@ class GradientLogger(keras.callbacks.Callback):
         self.row_time, self.row_step = now, last
 
     def _tensorboard(self, row, histograms, ranges) -> None:
-        with self.tb.as_default(step=row.step):
-            tf.summary.scalar("gradients/global_norm", row.grad_global_norm)
-            if row.loss is not None:
+        buffer = self.monitor.buffer
+        if self._tb_buffer is not buffer:
+            self._write_tb = _tensorboard_writer(self.tb, buffer)
+            self._tb_buffer = buffer
+        self._write_tb(
+            tf.constant(row.step, tf.int64),
+            tf.constant(row.grad_global_norm, tf.float32),
+            tf.constant([row.grad_norms[p] for p in buffer.paths], tf.float32),
+            tf.constant(histograms, tf.float32),
+            tf.constant(ranges, tf.float32),
+        )
+        if row.loss is not None:
+            with self.tb.as_default(step=row.step):
                 tf.summary.scalar("loss", row.loss)
-            for path, value in row.grad_norms.items():
-                tf.summary.scalar(f"gradient_norm/{path}", value)
-            for layer, counts, m in zip(self.monitor.buffer.layers, histograms, ranges):
-                _write_histogram(f"gradients/{layer}", counts, float(m), row.step)
+
+
+def _tensorboard_writer(tb, buffer):
+    """One compiled function writing a row's summaries: a scalar per
+    variable, the global norm, a histogram per layer (already binned on the
+    device over [-m, m]). Eager, the ~150 summaries of a 50-layer MLP's row
+    cost more host time than the steps between two rows."""
+    from tensorboard.plugins.histogram import metadata
+
+    layers = [
+        (name, metadata.create_summary_metadata(name, "")) for name in buffer.layers
+    ]
+
+    @tf.function
+    def write(step, global_norm, norms, histograms, ranges):
+        with tb.as_default(step=step):
+            tf.summary.scalar("gradients/global_norm", global_norm)
+            for i, path in enumerate(buffer.paths):
+                tf.summary.scalar(f"gradient_norm/{path}", norms[i])
+            for j, (name, meta) in enumerate(layers):
+                m = tf.where(ranges[j] > 0, ranges[j], 1.0)
+                edges = tf.linspace(-m, m, HISTOGRAM_BINS + 1)
+                buckets = tf.stack([edges[:-1], edges[1:], histograms[j]], axis=1)
+                tf.summary.write(
+                    f"gradients/{name}", tf.cast(buckets, tf.float64), metadata=meta
+                )
+
+    return write
