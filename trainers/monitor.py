@@ -448,7 +448,7 @@ class GradientLogger(keras.callbacks.Callback):
         self.output_dir = output_dir
         self.every_n_steps = int(every_n_steps)
         self.overwrite = overwrite
-        self.run_dir = None
+        self.run_dir = self._model_id = None
         self.tb = None
         self._tb_buffer = self._write_tb = None
 
@@ -460,10 +460,15 @@ class GradientLogger(keras.callbacks.Callback):
         self.monitor = _find_monitor(model)
         record = fit_record(model, self.every_n_steps, self.monitor.kind)
         run_dir = writer.claim(self.output_dir)
-        run_dir.open(record, overwrite=self.overwrite)
-        self.run_dir = run_dir
+        # `overwrite` replaces another run, never this logger's own from an
+        # earlier fit call, which a later one continues.
+        run_dir.open(record, overwrite=self.overwrite and self.run_dir is None)
+        # This logger's own run, continued by a later fit of the same model.
+        continued = self.run_dir is not None and self._model_id == id(model)
+        self.run_dir, self._model_id = run_dir, id(model)
         self.last_step = int(self._optimizer_step())
-        run_dir.truncate_after(self.last_step)  # a new model starts over
+        if not continued:  # a new model starts over: drop the later rows
+            run_dir.truncate_after(self.last_step)
         run_dir.write_status("running", self.last_step, "model.fit started")
         if self.tb is None:  # one writer (and one traced _write_tb) per logger
             self.tb = tf.summary.create_file_writer(run_dir.file(schema.TB_DIR))
@@ -591,13 +596,11 @@ class GradientLogger(keras.callbacks.Callback):
         self._write_tb(
             tf.constant(row.step, tf.int64),
             tf.constant(row.grad_global_norm, tf.float32),
+            tf.constant(math.nan if row.loss is None else row.loss, tf.float32),
             tf.constant([row.grad_norms[p] for p in buffer.paths], tf.float32),
             tf.constant(histograms, tf.float32),
             tf.constant(ranges, tf.float32),
         )
-        if row.loss is not None:
-            with self.tb.as_default(step=row.step):
-                tf.summary.scalar("loss", row.loss)
 
 
 def _tensorboard_writer(tb, buffer):
@@ -612,9 +615,11 @@ def _tensorboard_writer(tb, buffer):
     ]
 
     @tf.function
-    def write(step, global_norm, norms, histograms, ranges):
+    def write(step, global_norm, loss, norms, histograms, ranges):
         with tb.as_default(step=step):
             tf.summary.scalar("gradients/global_norm", global_norm)
+            if not tf.math.is_nan(loss):  # NaN: no loss for this row
+                tf.summary.scalar("loss", loss)
             for i, path in enumerate(buffer.paths):
                 tf.summary.scalar(f"gradient_norm/{path}", norms[i])
             for j, (name, meta) in enumerate(layers):
