@@ -11,6 +11,8 @@ For each model, in one process, on the same architecture, data and batch:
   (d) a bare tf.GradientTape step in a tf.function, no instrumentation,
   (e) PyTorch eager, the same architecture and initializer family (only when
       torch is installed: `pip install -e ".[bench]"`),
+  (g) (c) with gradzoo's model.fit monitor (trainers/monitor.py) logging
+      every 10 steps to a temporary run directory,
 and once per run
   (f) a chain of float32 n x n matmuls: the machine's practical peak FLOP/s.
 Every case uses plain SGD, so the optimizer adds as little as possible to
@@ -34,6 +36,7 @@ import importlib.util  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
@@ -50,6 +53,7 @@ from zoo.tasks.base import classification_task, regression_task  # noqa: E402
 
 LEARNING_RATE = 0.01
 LOG_EVERY_STEPS = 100  # the trainer's default --log_every_steps
+MONITOR_EVERY_STEPS = 10  # case (g)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +242,23 @@ def _keras_fit_case(bm, task):
     )
 
 
+def _keras_fit_monitor_case(bm, task, output_dir):
+    from trainers import monitor
+
+    model = _keras_model(bm)
+    loss = (
+        keras.losses.MeanSquaredError()
+        if bm.regression
+        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.compile(monitor.watch(keras.optimizers.SGD(LEARNING_RATE)), loss)
+    data = task.train_dataset(bm.batch_size, seed=0)
+    logger = monitor.GradientLogger(output_dir, MONITOR_EVERY_STEPS, overwrite=True)
+    return lambda n: model.fit(
+        data, steps_per_epoch=n, epochs=1, verbose=0, shuffle=False, callbacks=[logger]
+    )
+
+
 def _bare_tape_case(bm, task):
     model = _keras_model(bm)
     optimizer = keras.optimizers.SGD(LEARNING_RATE)
@@ -418,6 +439,7 @@ def measure(
     `profile_dir`, one more block of every case runs under tf.profiler.
     """
     task = _task(bm)
+    run_dir = tempfile.TemporaryDirectory()  # case (g)'s run directory
     cases = {
         f"a_gradzoo_norms_every_{LOG_EVERY_STEPS}": _gradzoo_case(
             bm, task, LOG_EVERY_STEPS
@@ -425,6 +447,9 @@ def measure(
         "b_gradzoo_norms_every_step": _gradzoo_case(bm, task, 1),
         "c_keras_fit": _keras_fit_case(bm, task),
         "d_bare_tape": _bare_tape_case(bm, task),
+        f"g_keras_fit_monitor_every_{MONITOR_EVERY_STEPS}": _keras_fit_monitor_case(
+            bm, task, run_dir.name
+        ),
     }
     if with_torch and torch_installed():
         torch_block = _torch_case(bm, task)
@@ -456,6 +481,7 @@ def measure(
                 block(steps)
             finally:
                 tf.profiler.experimental.stop()
+    run_dir.cleanup()
     flops = train_flops_per_example(_keras_model(bm)) * bm.batch_size
     base = statistics.median(rates["c_keras_fit"])
     return {
@@ -487,7 +513,7 @@ def checks(results: dict) -> list[dict]:
     def ratio(x, y):
         return None if x is None or y is None else x / y
 
-    a, b, c, d, e = (median("mlp_50x128", p) for p in "abcde")
+    a, b, c, d, e, g = (median("mlp_50x128", p) for p in "abcdeg")
     wide = models.get("mlp_50x1024")
     wide_a = median("mlp_50x1024", "a")
     fraction = (
@@ -500,6 +526,11 @@ def checks(results: dict) -> list[dict]:
         dict(check="(a)/(c) on mlp_50x128", value=ratio(a, c), target=">= 1.0"),
         dict(check="(b)/(d) overhead on mlp_50x128", value=overhead, target="<= 0.10"),
         dict(check="(a)/(e) on mlp_50x128", value=ratio(a, e), target=">= 3"),
+        dict(
+            check="1 - (g)/(c) monitor overhead on mlp_50x128",
+            value=None if g is None or c is None else 1 - g / c,
+            target="<= 0.10",
+        ),
         dict(check="(a) FLOP/s / (f) on mlp_50x1024", value=fraction, target="report"),
         dict(
             check="(a)/(c) on resnet20_cifar",

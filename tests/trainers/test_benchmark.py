@@ -27,6 +27,7 @@ def test_every_case_runs_at_toy_size(name):
         "b_gradzoo_norms_every_step",
         "c_keras_fit",
         "d_bare_tape",
+        "g_keras_fit_monitor_every_10",
     }
     assert cases == expected | ({"e_pytorch_eager"} if HAS_TORCH else set())
     for c in m["cases"].values():
@@ -124,5 +125,6 @@ def test_profile_dir_gets_one_trace_per_case(tmp_path, monkeypatch):
         "b_gradzoo_norms_every_step",
         "c_keras_fit",
         "d_bare_tape",
+        "g_keras_fit_monitor_every_10",
     ]
     assert list((tmp_path / "mlp" / "d_bare_tape").rglob("*.xplane.pb"))
