@@ -7,7 +7,7 @@ today's terms by the schema's row types).
     >>> run = load_run("runs/x")
     >>> run.status.state, run.final_eval.metrics, run.metrics[-1].grad_norms
 
-Tested by tests/analysis/test_rundir.py.
+Tested by tests/analysis/test_compare.py and tests/analysis/test_run1_fixture.py.
 """
 
 import dataclasses

@@ -34,7 +34,9 @@ JSONL row is appended as one whole line, so a crash or a kill never leaves a
 half-written document; a torn last JSONL line (a kill mid-append) is skipped
 with a warning on reading.
 
-Tested by tests/analysis/test_schema.py.
+Tested by tests/trainers/test_writer.py (JSONL rows),
+tests/trainers/test_hardening.py (malformed files) and
+tests/analysis/test_run1_fixture.py (gradzoo-run-1 directories).
 """
 
 import dataclasses

@@ -4,6 +4,9 @@ Imported as `from tests.helpers import run_cli` (trainers.train) or
 `run_pretrain_cli` (trainers.pretrain); not a test module itself.
 """
 
+import subprocess
+import sys
+
 from absl.testing import flagsaver
 
 from analysis import cli
@@ -45,3 +48,33 @@ def run_pretrain_cli(capsys, *args):
             code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+# A stand-in live owner: another process that holds a run directory's lock,
+# as a training process does, and names itself in status.json.
+_OWNER = """
+import fcntl, json, os, socket, sys, time
+d = sys.argv[1]
+fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+path = os.path.join(d, "status.json")
+status = json.load(open(path)) if os.path.exists(path) else {"step": 0}
+status["state"] = "running"
+status["owner"] = {"pid": os.getpid(), "host": socket.gethostname(),
+                   "heartbeat": time.time()}
+json.dump(status, open(path, "w"))
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def live_owner(run_dir) -> subprocess.Popen:
+    """Starts a process that owns `run_dir` and returns once it does.
+
+    The caller kills it (`proc.kill(); proc.wait()`).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OWNER, str(run_dir)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "locked"
+    return proc

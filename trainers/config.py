@@ -19,10 +19,10 @@ import json
 import os
 
 import keras
-import numpy as np
 
 import zoo
 from analysis import schema
+from zoo import signature
 
 # name -> (Keras class, presets, hyper-parameters a user may set). Presets
 # turn one Keras class into the textbook variants (momentum, Nesterov);
@@ -230,13 +230,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         """A RunConfig from its fields; an unknown field is a ValueError."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ValueError(
-                f"unknown RunConfig field {', '.join(unknown)} "
-                f"(known: {', '.join(names)})"
-            )
+        _check_fields(cls, d)
         return cls(**d)
 
 
@@ -290,6 +284,17 @@ def upgrade_record(old: schema.RunRecord) -> schema.RunRecord:
     return dataclasses.replace(old, config=config, task_info=task_info)
 
 
+def _check_fields(cls, d: dict) -> None:
+    """Refuses keys of `d` that are not fields of dataclass `cls`."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
+    if unknown:
+        raise ValueError(
+            f"unknown {cls.__name__} field {', '.join(unknown)} "
+            f"(known: {', '.join(names)})"
+        )
+
+
 def _check_types(c: RunConfig) -> None:
     """Refuses values of the wrong type before anything uses them."""
     for name in ("model", "task", "lr_schedule", "strategy"):
@@ -326,7 +331,7 @@ def _check_positive(name, value):
         raise ValueError(
             f"{name} must be positive and finite. Received: {name}={value}"
         )
-    if float(np.float32(value)) == 0.0:
+    if signature.is_float32_zero(value):
         # 1e-50 passes the check above and is 0.0 where it is used: a run
         # that silently does not train.
         raise ValueError(
@@ -522,13 +527,7 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "PretrainConfig":
         """A PretrainConfig from its fields; an unknown field is a ValueError."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ValueError(
-                f"unknown PretrainConfig field {', '.join(unknown)} "
-                f"(known: {', '.join(names)})"
-            )
+        _check_fields(cls, d)
         d = dict(d)
         if isinstance(d.get("run"), dict):
             d["run"] = RunConfig.from_dict(d["run"])

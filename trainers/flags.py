@@ -14,7 +14,7 @@ resolved value is what config.json and flags.txt record.
 `--config=FILE` starts from a JSON RunConfig (a run directory's config.json
 or a file of RunConfig fields); flags given next to it override its values.
 
-Tested by tests/trainers/test_train_main.py and tests/trainers/test_flags.py.
+Tested by tests/trainers/test_train_main.py and tests/trainers/test_config_cli.py.
 """
 
 import dataclasses

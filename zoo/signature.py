@@ -13,7 +13,8 @@ help text from the docstring's Google-style `Args:` section.
     >>> resolve("Model 'f'", f, {"depth": 0})
     ValueError: depth must be >= 1. Received: depth=0
 
-Tested by tests/zoo/test_signature.py.
+Tested by tests/trainers/test_config.py (types, choices, bounds) and
+tests/zoo/test_models.py (builders' own messages).
 """
 
 import dataclasses
@@ -91,7 +92,7 @@ class Argument:
             raise ValueError(
                 f"{name} must be positive and finite. Received: {name}={value}"
             )
-        if self.type is float and value != 0 and abs(value) < _FLOAT32_TINY:
+        if self.type is float and is_float32_zero(value):
             # Models compute in float32: 1e-50 would silently be 0.
             raise ValueError(
                 f"{name} is 0 in float32, the precision it is used in. "
@@ -102,6 +103,12 @@ class Argument:
                 f"{name} must be >= {self.lower_bound:g}. Received: {name}={value}"
             )
         return value
+
+
+def is_float32_zero(value: float) -> bool:
+    """A nonzero number that float32, the precision models compute in,
+    holds as 0 (e.g. 1e-50): set, it would silently do nothing."""
+    return value != 0 and abs(value) < _FLOAT32_TINY
 
 
 def _docstring_args(fn) -> dict[str, str]:

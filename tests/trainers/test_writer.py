@@ -3,13 +3,12 @@
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from analysis import schema
+from tests.helpers import live_owner
 from trainers import writer
 
 
@@ -101,22 +100,6 @@ def test_jsonl_rows_are_whole_and_non_finite_numbers_are_null(tmp_path):
         schema.read_jsonl(path)
 
 
-# A stand-in owner: another process that holds the run directory's lock, as
-# a live trainer does, and records itself in status.json.
-_OWNER = """
-import fcntl, json, os, socket, sys, time
-d = sys.argv[1]
-fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-fcntl.flock(fd, fcntl.LOCK_EX)
-owner = {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}
-status = {"state": "running", "step": 0, "message": "", "owner": owner}
-with open(os.path.join(d, "status.json"), "w") as f:
-    json.dump(status, f)
-print("locked", flush=True)
-time.sleep(120)
-"""
-
-
 def _snapshot(path):
     return {
         name: (
@@ -130,11 +113,8 @@ def _snapshot(path):
 def test_a_live_owner_keeps_a_second_writer_out_even_with_overwrite(tmp_path):
     run = str(tmp_path / "run")
     assert _open(run, _cfg(a=1)) == "new"
-    owner = subprocess.Popen(
-        [sys.executable, "-c", _OWNER, run], stdout=subprocess.PIPE, text=True
-    )
+    owner = live_owner(run)
     try:
-        assert owner.stdout.readline().strip() == "locked"
         before = _snapshot(run)
         for overwrite in (False, True):
             with pytest.raises(writer.RunDirError) as e:
