@@ -12,6 +12,10 @@ loop) and every reader (analysis/rundir.py, the suite, the report):
     <run_dir>/ckpt/ tb/ model.keras      checkpoints, TensorBoard, final model
     <run_dir>/log.txt                    the command line's full log
 
+A probe (analysis/probes.py, a measurement that needs no training) writes
+a smaller directory: probe.json (its name, seed and arguments),
+evidence.json (what it measured) and status.json.
+
 A pretraining run (trainers/pretrain.py) is a run directory of run
 directories: its own config.json (the fine-tuning RunConfig, plus the
 `pretraining` settings) and status.json (which phase, and how it ended),
@@ -55,6 +59,10 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.jsonl"
 # Written only by runs with log_gradient_through_time.
 TEMPORAL_FILE = "gradient_through_time.jsonl"
+# A probe's directory (analysis/probes.py: a measurement without training):
+# what was measured and with which arguments, beside its status.json.
+EVIDENCE_FILE = "evidence.json"
+PROBE_FILE = "probe.json"
 CKPT_DIR = "ckpt"
 TB_DIR = "tb"
 MODEL_FILE = "model.keras"
@@ -151,6 +159,21 @@ def write_text(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes `data` to `path` atomically (temporary file, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
