@@ -210,7 +210,8 @@ def num(v) -> str:
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         return f"{v:.3g}"
-    return "n/a" if v is None else str(v)
+    # JSON has no inf or nan: the ledger holds them as null (schema.dumps).
+    return "non-finite" if v is None else str(v)
 
 
 def summary_text(summary: dict) -> str:
@@ -264,7 +265,12 @@ def _fields(run) -> dict:
     out = {k: flat[k] for k in _SHOWN_FIELDS if k in flat}
     if out.get("clipping") == "none":
         out.pop("clip_threshold", None)
-    return out
+    # Switched-off settings say nothing; "clipping=none" stays (C8, C9).
+    return {
+        k: v
+        for k, v in out.items()
+        if k == "clipping" or not (v is None or v == "none" or v == 0)
+    }
 
 
 def _kv(d: dict) -> str:

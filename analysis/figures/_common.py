@@ -63,16 +63,19 @@ def color(arms: Sequence[str], arm: str) -> str:
     return COLORS[list(arms).index(arm) % len(COLORS)]
 
 
-def figure(panels: int, *, rows: int = 1, width: float = PANEL_WIDTH):
-    """A Figure with `panels` axes in `rows` rows (a list, flat)."""
+def figure(
+    panels: int, *, rows: int = 1, width: float = PANEL_WIDTH, right: float = 0.15
+):
+    """A Figure with `panels` axes in `rows` rows (a list, flat); `right`:
+    the margin in inches (room for a colorbar)."""
     cols = math.ceil(panels / rows)
-    w, h = width * cols, PANEL_HEIGHT * rows
+    w, h = width * cols + right - 0.15, PANEL_HEIGHT * rows
     # Fixed margins in inches: a layout engine (constrained, tight) would
     # place them to the pixel but doubles the time to render.
     fig = Figure(figsize=(w, h))
     fig.subplots_adjust(
         left=0.75 / w,
-        right=1 - 0.15 / w,
+        right=1 - right / w,
         bottom=0.5 / h,
         top=1 - 0.35 / h,
         wspace=0.3,  # of a panel's width: room for the next one's y labels
@@ -161,23 +164,30 @@ def divergences(arms: Mapping[str, list]) -> list[dict]:
 
 
 def mark_divergences(ax, rows: Iterable[dict], arms: Sequence[str]) -> None:
-    """A dashed vertical line per diverged run, labelled with its step and the
-    first non-finite variable."""
+    """A dashed vertical line per diverged run, and per arm one label with
+    the steps and the first non-finite variable."""
+    by_arm: dict = {}
     for r in rows:
-        if r.get("event") != "diverged":
-            continue
-        c = color(arms, r["arm"]) if r["arm"] in arms else "k"
-        ax.axvline(r["step"], color=c, linestyle="--", linewidth=1)
+        if r.get("event") == "diverged":
+            by_arm.setdefault(r["arm"], []).append(r)
+    for i, (arm, events) in enumerate(by_arm.items()):
+        col = color(arms, arm) if arm in arms else "k"
+        for r in events:
+            ax.axvline(r["step"], color=col, linestyle="--", linewidth=1)
+        steps = ", ".join(
+            str(r["step"]) for r in sorted(events, key=lambda r: r["step"])
+        )
+        runs = "run" if len(events) == 1 else f"{len(events)} runs"
         ax.annotate(
-            f"{r['arm']} s{r['seed']} diverged\nstep {r['step']}: {r['variable']}",
-            xy=(r["step"], 1.0),
-            xycoords=("data", "axes fraction"),
-            xytext=(-3, -3),
-            textcoords="offset points",
+            f"{arm}: {runs} diverged at step {steps}\n"
+            f"first non-finite: {events[0]['variable']}",
+            xy=(0.98, 0.98 - 0.13 * i),
+            xycoords="axes fraction",
             ha="right",
             va="top",
             fontsize=7,
-            color=c,
+            color=col,
+            bbox={"boxstyle": "round", "fc": "white", "ec": col, "alpha": 0.85},
         )
 
 

@@ -9,6 +9,8 @@ min-max band; diverged runs marked at their step. Tested by
 tests/analysis/test_report.py.
 """
 
+import math
+
 from analysis.figures import _common as c
 from analysis.rundir import LoadedRun
 
@@ -35,11 +37,37 @@ def rows(runs) -> list[dict]:
                         _row(arm, seed, "eval", r.step, name, r.metrics.get(name))
                     )
     out = [r for r in out if r["value"] is not None]
+    out = _without_copies_of_the_loss(out)
     # A metric named like the loss (mse for a regression) is drawn once.
     out = _dedupe(out)
     for name, v in baselines.items():
         out.append({"split": "baseline", "name": name, "value": v})
     return out + c.divergences(arms)
+
+
+def _without_copies_of_the_loss(rows: list[dict]) -> list[dict]:
+    """Drops a metric that equals the loss everywhere (mse for a regression
+    whose loss is the MSE): one panel, not two identical ones."""
+    loss = {
+        (r["arm"], r["seed"], r["split"], r["step"]): r["value"]
+        for r in rows
+        if r["name"] == "loss"
+    }
+    names = {r["name"] for r in rows} - {"loss"}
+    copies = {
+        n
+        for n in names
+        if all(
+            math.isclose(
+                r["value"],
+                loss.get((r["arm"], r["seed"], r["split"], r["step"]), math.nan),
+                rel_tol=1e-6,
+            )
+            for r in rows
+            if r["name"] == n
+        )
+    }
+    return [r for r in rows if r["name"] not in copies]
 
 
 def _row(arm, seed, split, step, name, value) -> dict:

@@ -56,7 +56,7 @@ def draw(rows: list[dict]):
     arms = c.arm_order(cells)
     values = [r["log10_grad_norm"] for r in cells if c.finite(r["log10_grad_norm"])]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    fig, axes = c.figure(len(arms), width=4.2)
+    fig, axes = c.figure(len(arms), width=4.2, right=1.0)
     mesh = None
     for ax, arm in zip(axes, arms):
         mine = [r for r in cells if r["arm"] == arm]
@@ -83,7 +83,10 @@ def draw(rows: list[dict]):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("depth position")
         c.mark_divergences(ax, [r for r in rows if r.get("arm") == arm], arms)
-    fig.colorbar(mesh, ax=axes, label="log10 ||dL/dW||", fraction=0.04, pad=0.02)
+    # The colour bar in the right margin: 0.12 in wide, as tall as the panels.
+    w, h = fig.get_figwidth(), fig.get_figheight()
+    bar = fig.add_axes((1 - 0.85 / w, 0.5 / h, 0.12 / w, 1 - 0.85 / h))
+    fig.colorbar(mesh, cax=bar, label="log10 ||dL/dW||")
     return fig
 
 
