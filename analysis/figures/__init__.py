@@ -29,6 +29,7 @@ training_curves = curves.training_curves
 gradient_through_time = temporal.gradient_through_time
 activation_derivatives = theory.activation_derivatives
 edge_of_chaos = theory.edge_of_chaos
+propagation = theory.propagation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +87,14 @@ KINDS = (
         "peaks measured by autodiff in float32 (crosses).",
     ),
     Kind(
+        "propagation",
+        theory.propagation_rows,
+        theory.draw_propagation,
+        "std(h_L) / std(h_1) of the deep ReLU MLP at init per initializer "
+        "(dots, one per seed) and the variance argument of He et al. 2015 "
+        "(dotted).",
+    ),
+    Kind(
         "edge_of_chaos",
         theory.edge_rows,
         theory.draw_edge,
@@ -102,6 +111,7 @@ __all__ = [
     "edge_of_chaos",
     "gradient_heatmap",
     "gradient_through_time",
+    "propagation",
     "ratio_over_steps",
     "training_curves",
 ]

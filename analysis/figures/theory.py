@@ -8,6 +8,12 @@
   (L - 1)/2 * log10(chi), chi = sigma_w^2 E[tanh'(h)^2] the per-layer factor
   of the squared gradient norm (Schoenholz et al. 2017; claim C13).
 
+- `propagation(probes)`: std(h_L) / std(h_1) of the deep ReLU MLP per
+  initializer, next to the variance argument of He et al. 2015: each ReLU
+  layer multiplies the variance by n Var(W) / 2, so the ratio is
+  (n Var(W) / 2)^((L-1)/2): 1 for He (Var 2/n), 2^-(L-1)/2 for Glorot on
+  square layers (Var 1/n) (claim C3).
+
 The linear RNN's a^(T-t) is drawn by analysis/figures/temporal.py.
 Tested by tests/analysis/test_report.py.
 """
@@ -143,8 +149,10 @@ def activation_derivatives(runs):
     return draw_activation(activation_rows(runs))
 
 
-def _default(name: str):
-    return inspect.signature(probe_functions.edge_of_chaos).parameters[name].default
+def _default(name: str, probe: str = "edge_of_chaos"):
+    """A probe function's default argument (probe.json holds only those given)."""
+    fn = getattr(probe_functions, probe)
+    return inspect.signature(fn).parameters[name].default
 
 
 def edge_rows(runs) -> list[dict]:
@@ -231,3 +239,71 @@ def draw_edge(rows: list[dict]):
 def edge_of_chaos(runs):
     """C13: the measured depth ratio next to the mean-field prediction."""
     return draw_edge(edge_rows(runs))
+
+
+# n Var(W) of the square layers' initializers (fan_in = fan_out = n).
+_N_VAR = {
+    "he_normal": 2.0,
+    "he_uniform": 2.0,
+    "glorot_normal": 1.0,
+    "glorot_uniform": 1.0,
+}
+
+
+def propagation_rows(runs) -> list[dict]:
+    out = []
+    for arm, p in _probes(runs, "propagation"):
+        init = p.args.get("initializer")
+        depth = int(p.values.get("depth", _default("depth", "propagation")))
+        n_var = _N_VAR.get(init)
+        out.append(
+            {
+                "arm": arm,
+                "seed": p.seed,
+                "initializer": init,
+                "depth": depth,
+                "std_ratio": p.values.get("std_ratio"),
+                "theory_std_ratio": (n_var / 2) ** ((depth - 1) / 2) if n_var else None,
+            }
+        )
+    return out
+
+
+def draw_propagation(rows: list[dict]):
+    if not rows:
+        return c.empty("no propagation probe")
+    arms = c.arm_order(rows)
+    fig, (ax,) = c.figure(1, width=5.2)
+    for i, arm in enumerate(arms):
+        mine = [r for r in rows if r["arm"] == arm]
+        col = c.color(arms, arm)
+        ax.plot(
+            [i] * len(mine),
+            [r["std_ratio"] for r in mine],
+            "o",
+            color=col,
+            label="measured (each seed)" if i == 0 else None,
+        )
+        theory = mine[0]["theory_std_ratio"]
+        if c.positive(theory):
+            ax.hlines(
+                theory,
+                i - 0.3,
+                i + 0.3,
+                color="k",
+                linestyle=":",
+                label="theory (n Var(W)/2)^((L-1)/2)" if i == 0 else None,
+            )
+    ax.set_xticks(range(len(arms)), [f"{a}\n{rows[0]['depth']} layers" for a in arms])
+    ax.set_xlim(-0.7, len(arms) - 0.3)
+    ax.set_yscale("log")
+    ax.set_ylabel("std(h_L) / std(h_1)")
+    ax.set_title("signal scale through a deep ReLU MLP at init")
+    ax.grid(True, axis="y", alpha=0.3)
+    c.legend(ax)
+    return fig
+
+
+def propagation(runs):
+    """C3: std(h_L)/std(h_1) per initializer next to the variance argument."""
+    return draw_propagation(propagation_rows(runs))

@@ -215,6 +215,18 @@ def test_figures_are_reusable_from_python_with_theory_next_to_data(tmp_path):
     )
     assert isinstance(figures.edge_of_chaos(edge), Figure)
 
+    he = load_probe(
+        make_probe(
+            tmp_path / "he",
+            "propagation",
+            {"std_ratio": 1.1, "depth": 50},
+            args={"initializer": "glorot_normal"},
+        )
+    )
+    (row,) = figures.theory.propagation_rows(he)
+    assert row["theory_std_ratio"] == pytest.approx(2**-24.5)  # SCIENCE.md C3
+    assert isinstance(figures.propagation(he), Figure)
+
     run = load_run(make_run(tmp_path / "mlp", depth=5, decay=0.1))
     for fn in (
         figures.depth_profile,
