@@ -114,13 +114,6 @@ def test_two_runs_without_a_suite_give_a_two_run_report(tmp_path):
     with open(out / "figures" / "runs-teacher-depth_profile.csv") as f:
         arms = {r["arm"] for r in csv.DictReader(f)}
     assert arms == {"plain", "residual"}
-    # A second report into the same folder leaves no stale figure behind.
-    os.remove(os.path.join(tmp_path, "runs", "residual", "metrics.jsonl"))
-    make_run(tmp_path / "runs" / "residual", decay=0.9, steps=(1,))
-    stale = out / "figures" / "runs-old.png"
-    stale.write_bytes(b"x")
-    report.write_report([str(tmp_path / "runs" / "plain")], str(out))
-    assert not stale.exists()
 
 
 def run_report(capsys, *args):
@@ -160,13 +153,20 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, runs, out, n
     assert not os.path.exists(tmp_path / "runs" / "index.html")
 
 
-def test_the_command_prints_where_the_report_is(tmp_path, capsys):
+def test_the_command_prints_where_the_report_is_and_drops_stale_figures(
+    tmp_path, capsys
+):
     make_run(tmp_path / "a")
+    (tmp_path / "r" / "figures").mkdir(parents=True)
+    stale = tmp_path / "r" / "figures" / "an-older-report.png"
+    stale.write_bytes(b"x")
     code, out, err = run_report(
         capsys, f"--runs={tmp_path / 'a'}", f"--out={tmp_path / 'r'}"
     )
     assert code == 0, err
     assert f"report: {tmp_path / 'r' / 'index.html'}" in out
+    assert not stale.exists()
+    check_written(tmp_path / "r")
 
 
 def test_figures_are_reusable_from_python_with_theory_next_to_data(tmp_path):
@@ -237,3 +237,34 @@ def test_figures_are_reusable_from_python_with_theory_next_to_data(tmp_path):
         assert isinstance(fn(run), Figure)
     ratios = figures.ratio.rows(run)
     assert ratios[0]["first_last_ratio"] == pytest.approx(1e-4)
+
+
+def test_a_new_study_is_one_more_section(tmp_path):
+    make_run(tmp_path / "runs" / "sgd")
+    make_run(tmp_path / "runs" / "adam", config={"optimizer": "adam"})
+
+    def optimizers(inputs):
+        arms = {name: [run] for name, run in sorted(inputs.runs.items())}
+        return [
+            report.Section(
+                "optimizers",
+                "Optimizer study",
+                [
+                    report.Text("best: adam"),
+                    report.Plot(
+                        "opt-curves", "loss", figures.training_curves(arms), [{"x": 1}]
+                    ),
+                ],
+            )
+        ]
+
+    out = tmp_path / "out"
+    report.write_report(
+        [str(tmp_path / "runs")], str(out), sections=[report.runs_overview, optimizers]
+    )
+    html, md = check_written(out)
+    assert '<section id="optimizers">' in html and "## Optimizer study" in md
+    # The sections given, in their order; the claims' sections not asked for.
+    assert md.index("## Runs") < md.index("## Optimizer study")
+    assert "## Runs on teacher" not in md
+    assert (out / "figures" / "opt-curves.csv").exists()
