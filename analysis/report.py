@@ -1,6 +1,6 @@
 """The comparative report: run directories -> index.html and report.md.
 
-    python -m analysis.report --runs=runs/demo --out=runs/demo/report
+    python -m analysis.report --runs=runs/demo --out=runs/demo-report
 
 `--runs` takes a suite's folder (trainers/suite.py: ledger.json, suite.json
 and its run directories), any folder of run directories, or run
