@@ -38,6 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from analysis import cli, figures, schema, verdicts  # noqa: E402
+from analysis.figures._common import first_nonfinite  # noqa: E402
 from analysis.rundir import (  # noqa: E402
     LoadedProbe,
     RunDirError,
@@ -96,9 +97,8 @@ def run_state(run) -> str:
             " (early stop)" if s.early_stopped else ""
         )
     if s.state == "diverged":
-        nf = s.nonfinite or {}
-        what = (nf.get("variables") or nf.get("weights") or ["loss"])[0]
-        return f"diverged at step {nf.get('step', s.step)} (non-finite {what})"
+        step = (s.nonfinite or {}).get("step", s.step)
+        return f"diverged at step {step} (non-finite {first_nonfinite(s)})"
     if s.state == "failed":
         return f"failed at step {s.step}: {s.message}"
     return f"running, step {s.step}"

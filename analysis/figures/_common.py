@@ -148,9 +148,7 @@ def divergences(arms: Mapping[str, list]) -> list[dict]:
             if not isinstance(run, LoadedRun) or run.status.state != "diverged":
                 continue
             nf = run.status.nonfinite or {}
-            what = (nf.get("variables") or nf.get("weights") or [None])[0] or (
-                "loss" if nf.get("loss_finite") is False else "gradient norm"
-            )
+            what = first_nonfinite(run.status)
             out.append(
                 {
                     "arm": arm,
@@ -161,6 +159,13 @@ def divergences(arms: Mapping[str, list]) -> list[dict]:
                 }
             )
     return out
+
+
+def first_nonfinite(status) -> str:
+    """What went non-finite first in a diverged run (status.json nonfinite)."""
+    nf = status.nonfinite or {}
+    first = (nf.get("variables") or nf.get("weights") or [None])[0]
+    return first or ("loss" if nf.get("loss_finite") is False else "gradient norm")
 
 
 def mark_divergences(ax, rows: Iterable[dict], arms: Sequence[str]) -> None:
