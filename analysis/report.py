@@ -435,7 +435,7 @@ def claim_evidence(inputs: Inputs) -> list:
                 + [result, values]
             )
         blocks = [
-            Text(f"{c['statement']} Source: {c['source']}."),
+            Text(f"{c['statement'].rstrip('.')}. Source: {c['source']}."),
             Text(
                 f"Verdict: {c.get('verdict', '?').upper()} ({c.get('reason', '')}). "
                 f"Criterion: {c.get('criterion')}. "
