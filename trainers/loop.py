@@ -725,20 +725,10 @@ def _check_workers_agree(strategy, point: int) -> None:
 
 
 def _finished(run_dir, num_steps: int) -> TrainResult | None:
-    """The result of a run that already ended, or None if it should go on.
-
-    A diverged or early-stopped run stays as it ended; a completed one is
-    extended only if asked for more steps (the CLI refuses that as a
-    changed config).
-    """
+    """The result of a run that already ended, or None if it should go on
+    (`writer.has_ended`)."""
     status = writer.read_status(run_dir.path)
-    if status is None:
-        return None
-    done = status.state == "diverged" or (
-        status.state == "completed"
-        and (status.step >= num_steps or status.early_stopped)
-    )
-    if not done:
+    if status is None or not writer.has_ended(status, num_steps):
         return None
     return TrainResult(status.state, status.step, status.message)
 

@@ -817,7 +817,13 @@ def main(argv):
 
 
 def _parse(argv):
-    """The suite's flags, then absl's own (logging) at their defaults."""
+    """The suite's flags, then absl's own (logging) at their defaults.
+
+    --help / --helpfull print the suite's flags and exit 0.
+    """
+    if any(a in cli.HELP_FLAGS for a in argv[1:]):
+        sys.stdout.write(f"{FLAGS.get_help()}\n")
+        sys.exit(cli.EXIT_OK)
     try:
         rest = FLAGS(argv)
         flags.FLAGS(argv[:1])
