@@ -20,7 +20,11 @@ what is compared. Cases are warmed up (traced) first, then timed round-robin
 over --repeats blocks, so drift in the machine's speed hits every case alike.
 The table gives steps/s as median [min, max] over the blocks, the ratio of
 each median to (c), achieved FLOP/s (training matmul FLOPs: 3x the forward
-pass) as a fraction of (f), and the peak resident memory while the case ran.
+pass) as a fraction of (f), the peak resident memory while the case ran, and
+"CPU vs (c)": the median over the rounds of the case's steps per CPU-second
+of this process (time.process_time) over (c)'s in the same round. On a
+machine shared with other jobs, wall-clock blocks vary by 2x or more; the
+CPU time a case spends per step moves far less with the neighbours' load.
 
 Speed is measured here, never asserted in tests; the smoke test
 (tests/trainers/test_benchmark.py) runs this at toy size.
@@ -464,14 +468,16 @@ def measure(
         per_step = (time.perf_counter() - start) / 2
         steps = max(2, round(block_seconds / per_step))
     rates = {case: [] for case in cases}
+    cpu_rates = {case: [] for case in cases}  # steps per CPU-second
     peaks = {case: 0.0 for case in cases}
     for r in range(repeats):
         progress(f"{name}: round {r + 1}/{repeats}, {steps} steps per case")
         for case, block in cases.items():
             _peak_rss_reset()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             block(steps)
             rates[case].append(steps / (time.perf_counter() - start))
+            cpu_rates[case].append(steps / (time.process_time() - cpu_start))
             peaks[case] = max(peaks[case], _peak_rss_mb())
     if profile_dir:  # one more block per case, traced, outside the timing
         for case, block in cases.items():
@@ -484,6 +490,7 @@ def measure(
     run_dir.cleanup()
     flops = train_flops_per_example(_keras_model(bm)) * bm.batch_size
     base = statistics.median(rates["c_keras_fit"])
+    cpu_base = cpu_rates["c_keras_fit"]
     return {
         "description": bm.description,
         "batch_size": bm.batch_size,
@@ -494,6 +501,10 @@ def measure(
                 "steps_per_second": r,
                 "median": statistics.median(r),
                 "ratio_to_c": statistics.median(r) / base,
+                "cpu_steps_per_second": cpu_rates[case],
+                "cpu_ratio_to_c": statistics.median(
+                    x / y for x, y in zip(cpu_rates[case], cpu_base)
+                ),
                 "flops_per_second": flops * statistics.median(r),
                 "peak_rss_mb": peaks[case],
             }
@@ -550,7 +561,7 @@ def format_results(results: dict) -> str:
             "",
             f"{name}: {m['description']} ({m['steps_per_block']} steps per block)",
             f"  {'case':<30}{'steps/s median [min, max]':>27}{'vs (c)':>8}"
-            f"{'GFLOP/s':>9}{'of (f)':>8}{'peak MB':>9}",
+            f"{'GFLOP/s':>9}{'of (f)':>8}{'peak MB':>9}{'CPU vs (c)':>11}",
         ]
         for case, c in m["cases"].items():
             r = c["steps_per_second"]
@@ -560,7 +571,7 @@ def format_results(results: dict) -> str:
                     59
                 )
                 + f"{c['ratio_to_c']:>7.2f}{c['flops_per_second'] / 1e9:>9.1f}"
-                f" {share}{c['peak_rss_mb']:>9.0f}"
+                f" {share}{c['peak_rss_mb']:>9.0f}{c['cpu_ratio_to_c']:>11.2f}"
             )
     lines += ["", "checks:"]
     for c in results["checks"]:

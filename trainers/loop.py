@@ -152,6 +152,9 @@ class TrainStep:
         self.clip_threshold = clip_threshold
         self.variables = model.trainable_variables
         self.paths = [v.path for v in self.variables]
+        # Squared sums in float64 (analysis.gradients.half_squares), except
+        # on a TPU, which has no float64.
+        self.wide = not isinstance(strategy, tf.distribute.TPUStrategy)
         with strategy.scope():
             optimizer.build(self.variables)
         # Divergence is recorded on the device, so the loop only has to look
@@ -222,18 +225,23 @@ class TrainStep:
         # logging steps also take every variable's norm from the same squared
         # sums, so the global norm, and with it the update, is bitwise the same
         # whatever the logging cadence. Both are safe from float32 under- and
-        # overflow: a vanishing or exploding gradient's norm is the point.
-        halves = half_squares(grads)
+        # overflow (a vanishing or exploding gradient's norm is the point):
+        # the sums are float64, so no rescue pass sits in the step.
+        halves = half_squares(grads, wide=self.wide)
         stats["grad_global_norm"] = global_norm(grads, halves)
         if with_norms:
             stats["grad_norms"] = l2_norms(grads, halves)
         # Which variables went non-finite, looked at before clipping (which
-        # can turn an inf into the threshold) and only when something did.
-        stats["nonfinite"] = tf.cond(
-            tf.math.is_finite(stats["grad_global_norm"]),
-            lambda: tf.zeros([len(grads)], tf.bool),
-            lambda: tf.stack([~tf.reduce_all(tf.math.is_finite(g)) for g in grads]),
-        )
+        # can turn an inf into the threshold). A float64 sum of squares of
+        # float32 entries is non-finite exactly when an entry is.
+        if self.wide:
+            stats["nonfinite"] = ~tf.math.is_finite(halves)
+        else:
+            stats["nonfinite"] = tf.cond(
+                tf.math.is_finite(stats["grad_global_norm"]),
+                lambda: tf.zeros([len(grads)], tf.bool),
+                lambda: tf.stack([~tf.reduce_all(tf.math.is_finite(g)) for g in grads]),
+            )
         grads = clip_gradients(
             grads, self.clipping, self.clip_threshold, stats["grad_global_norm"]
         )

@@ -53,7 +53,12 @@ def test_flop_count_matches_the_formula():
 
 
 def test_checks_and_table_from_results():
-    fake = {"steps_per_second": [1.0], "flops_per_second": 5e9, "peak_rss_mb": 1.0}
+    fake = {
+        "steps_per_second": [1.0],
+        "flops_per_second": 5e9,
+        "peak_rss_mb": 1.0,
+        "cpu_ratio_to_c": 1.0,
+    }
     cases = {
         k: {**fake, "median": v, "ratio_to_c": v / 100}
         for k, v in {
