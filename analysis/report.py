@@ -37,7 +37,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from analysis import cli, figures, schema, verdicts  # noqa: E402
+from analysis import cli, figures, optimizers, schema, verdicts  # noqa: E402
 from analysis.figures._common import first_nonfinite  # noqa: E402
 from analysis.rundir import (  # noqa: E402
     LoadedProbe,
@@ -553,11 +553,51 @@ def runs_compared(inputs: Inputs) -> list:
     return sections
 
 
+_STUDY_COLUMNS = {
+    "problem": "Problem",
+    "optimizer": "Optimizer",
+    "default": "Default (Keras rate)",
+    "tuned_rate": "Tuned rate",
+    "tuned_median": "Tuned: median",
+    "tuned_min": "min",
+    "tuned_max": "max",
+    "seeds": "Seeds ended",
+    "grad_first_last_100": "Gradient first/last, step 100",
+    "update_first_last_100": "Update first/last, step 100",
+}
+
+
+def optimizer_study(inputs: Inputs) -> list:
+    """C12's study (analysis/optimizers.py), when the ledger holds one."""
+    study = optimizers.section(inputs.ledger or {})
+    if study is None:
+        return []
+    rows = study.rows
+    cells = []
+    for r in rows:
+        r = dict(r)
+        if r["default_state"] != "completed":
+            r["default"] = r["default_state"]  # diverged, failed, missing
+        cells.append(["-" if r[k] is None else num(r[k]) for k in _STUDY_COLUMNS])
+    blocks = [
+        Text(study.text.split("\n", 1)[0], style="strong"),
+        Table(list(_STUDY_COLUMNS.values()), cells),
+    ]
+    for name, fig in study.figures.items():
+        problem = next(
+            (p for p in {r["problem"] for r in rows} if name.startswith(p)), None
+        )
+        data = [r for r in rows if r["problem"] == problem] or rows
+        blocks.append(Plot(f"optimizers-{name}", name.replace("_", " "), fig, data))
+    return [Section("optimizers", study.title, blocks)]
+
+
 # The report, in order. Each entry: (Inputs) -> list of Section.
 SECTIONS: list[Callable] = [
     claim_ledger,
     runs_overview,
     claim_evidence,
+    optimizer_study,
     runs_compared,
     run_table,
 ]

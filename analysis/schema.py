@@ -32,6 +32,10 @@ what an older writer did not record with what that writer did. From
 gradzoo-run-1 to gradzoo-run-2: status.json gained `owner` (absent: no live
 owner, the run is resumable) and config.json gained `depth_axis` (absent:
 None; readers fall back to analysis.gradients.legacy_depth_axis) and `recipe`.
+Still gradzoo-run-2, metrics.jsonl rows gained `update_norms` and
+`update_ratios`: optional (older rows read as {}), and a reader from before
+them refuses such a row as a bad row (a dict where it expects a number)
+rather than misreading it.
 
 Every JSON document is written to a temporary file and renamed, and every
 JSONL row is appended as one whole line, so a crash or a kill never leaves a
@@ -462,6 +466,8 @@ _METRICS_FIELDS = (
     "penalty",
     "grad_global_norm",
     "grad_norms",
+    "update_norms",
+    "update_ratios",
 )
 
 
@@ -472,7 +478,11 @@ class MetricsRow:
     Loss, penalty and `metrics` (the task's, e.g. accuracy) are averaged
     over the `window_steps` steps since the previous row; the learning rate
     and the gradient norms (before clipping, None where non-finite) are
-    those of `step` itself.
+    those of `step` itself, as are `update_norms` (||w_new - w_old|| of
+    the update applied at `step`, per variable; 0 where it was skipped)
+    and `update_ratios` (||w_new - w_old|| / ||w_old||, None where the
+    weights were all zero). Rows written before gradzoo logged updates
+    have neither: they read as {}.
     """
 
     step: int
@@ -485,6 +495,8 @@ class MetricsRow:
     grad_global_norm: float | None
     grad_norms: dict
     metrics: dict = dataclasses.field(default_factory=dict)
+    update_norms: dict = dataclasses.field(default_factory=dict)
+    update_ratios: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -495,9 +507,12 @@ class MetricsRow:
         """Raises ValueError naming a malformed field (non-finite values are
         null on disk and None here)."""
         known, metrics = _split(d, _METRICS_FIELDS)
-        norms = _mapping(known, "grad_norms")
-        for path in norms:
-            norms[path] = _number(norms, path)
+        norms, updates, ratios = (
+            _mapping(known, k) for k in ("grad_norms", "update_norms", "update_ratios")
+        )
+        for mapping in (norms, updates, ratios):
+            for path in mapping:
+                mapping[path] = _number(mapping, path)
         for name in metrics:
             metrics[name] = _number(metrics, name)
         return cls(
@@ -511,6 +526,8 @@ class MetricsRow:
             grad_global_norm=_number(d, "grad_global_norm"),
             grad_norms=norms,
             metrics=metrics,
+            update_norms=updates,
+            update_ratios=ratios,
         )
 
 

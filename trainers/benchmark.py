@@ -13,6 +13,8 @@ For each model, in one process, on the same architecture, data and batch:
       torch is installed: `pip install -e ".[bench]"`),
   (g) (c) with gradzoo's model.fit monitor (trainers/monitor.py) logging
       every 10 steps to a temporary run directory,
+  (h) (a) without the update norms of its logging steps (what (a) pays for
+      ||w_new - w_old|| and ||w|| per variable),
 and once per run
   (f) a chain of float32 n x n matmuls: the machine's practical peak FLOP/s.
 Every case uses plain SGD, so the optimizer adds as little as possible to
@@ -210,7 +212,7 @@ def _peak_rss_mb() -> float:
 # Each case builder returns block(n): run n training steps and wait for them.
 
 
-def _gradzoo_case(bm, task, norms_every):
+def _gradzoo_case(bm, task, norms_every, measure_updates=True):
     model = _keras_model(bm)
     step = loop.TrainStep(
         model,
@@ -219,6 +221,7 @@ def _gradzoo_case(bm, task, norms_every):
         strategy=tf.distribute.get_strategy(),
         batch_size=bm.batch_size,
     )
+    step.measure_updates = measure_updates  # read when the step is traced
     iterator = iter(task.train_dataset(bm.batch_size, seed=0))
     step(iterator, with_norms=True)  # trace the logging variant before timing
     count = [0]
@@ -449,6 +452,9 @@ def measure(
             bm, task, LOG_EVERY_STEPS
         ),
         "b_gradzoo_norms_every_step": _gradzoo_case(bm, task, 1),
+        f"h_gradzoo_norms_every_{LOG_EVERY_STEPS}_no_update_norms": _gradzoo_case(
+            bm, task, LOG_EVERY_STEPS, measure_updates=False
+        ),
         "c_keras_fit": _keras_fit_case(bm, task),
         "d_bare_tape": _bare_tape_case(bm, task),
         f"g_keras_fit_monitor_every_{MONITOR_EVERY_STEPS}": _keras_fit_monitor_case(
@@ -524,7 +530,7 @@ def checks(results: dict) -> list[dict]:
     def ratio(x, y):
         return None if x is None or y is None else x / y
 
-    a, b, c, d, e, g = (median("mlp_50x128", p) for p in "abcdeg")
+    a, b, c, d, e, g, h = (median("mlp_50x128", p) for p in "abcdegh")
     wide = models.get("mlp_50x1024")
     wide_a = median("mlp_50x1024", "a")
     fraction = (
@@ -541,6 +547,11 @@ def checks(results: dict) -> list[dict]:
             check="1 - (g)/(c) monitor overhead on mlp_50x128",
             value=None if g is None or c is None else 1 - g / c,
             target="<= 0.10",
+        ),
+        dict(
+            check="1 - (a)/(h) update-norm overhead on mlp_50x128",
+            value=None if a is None or h is None else 1 - a / h,
+            target="<= 0.05",
         ),
         dict(check="(a) FLOP/s / (f) on mlp_50x1024", value=fraction, target="report"),
         dict(

@@ -127,7 +127,13 @@ class TrainStep:
     and recording a divergence (the pattern of Keras' LossScaleOptimizer).
 
     Call `step(iterator, with_norms)`; the two variants are traced once each.
+    Logging steps (`with_norms`) also measure the update the optimizer
+    applied, per variable, from the weights before and after it.
     """
+
+    # Off only to price the update norms (trainers/benchmark.py); the loop's
+    # metrics rows need them.
+    measure_updates = True
 
     def __init__(
         self,
@@ -269,6 +275,9 @@ class TrainStep:
             stats["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
             loss_finite = tf.math.is_finite(stats["loss"] + stats["penalty"])
             finite = loss_finite & tf.math.is_finite(stats["grad_global_norm"])
+            # Logging steps only: the weights before the update, to measure it.
+            measure = with_norms and self.measure_updates
+            before = [tf.identity(v) for v in self.variables] if measure else None
             if finite and self.diverged_at < 0:
                 self.strategy.run(self._apply, args=(grads,))
             elif self.diverged_at < 0:
@@ -278,7 +287,15 @@ class TrainStep:
                 self.diverged_at.assign(step)
                 self.loss_was_finite.assign(loss_finite)
                 self.nonfinite.assign(nonfinite)
+            if measure:
+                stats.update(self._update_norms(before))
             return stats
+
+    def _update_norms(self, before) -> dict:
+        """Every variable's applied update ||w_new - w_old|| (0 where the
+        update was skipped) and weight norm ||w_old||, float32 as stored."""
+        deltas = [tf.identity(v) - w for v, w in zip(self.variables, before)]
+        return {"update_norms": l2_norms(deltas), "weight_norms": l2_norms(before)}
 
     def divergence(self) -> dict | None:
         """None, or where and how the run first went non-finite."""
@@ -885,7 +902,13 @@ def _restore(ckpt, manager) -> int:
     )
 
 
-_THIS_STEP_ONLY = ("grad_norms", "grad_global_norm", "learning_rate")
+_THIS_STEP_ONLY = (
+    "grad_norms",
+    "grad_global_norm",
+    "learning_rate",
+    "update_norms",
+    "weight_norms",
+)
 
 
 def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
@@ -903,6 +926,8 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
                 ),
                 tf.stack([last["learning_rate"], last["grad_global_norm"]]),
                 last["grad_norms"],
+                last["update_norms"],
+                last["weight_norms"],
             ],
             0,
         )
@@ -910,6 +935,10 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
         .tolist()
     )
     values = dict(zip(averaged, packed))
+    n, paths = len(averaged) + 2, p.step_fn.paths
+    grads, updates, weights = (
+        packed[n + i * len(paths) : n + (i + 1) * len(paths)] for i in range(3)
+    )
     # The first call of each step variant includes tracing: a window
     # holding one counts the other steps only, so the speed is steady.
     timed_steps, timed_seconds = len(window), seconds
@@ -925,8 +954,14 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
         loss=values.pop("loss"),
         penalty=values.pop("penalty"),
         grad_global_norm=packed[len(averaged) + 1],
-        grad_norms=dict(zip(p.step_fn.paths, packed[len(averaged) + 2 :])),
+        grad_norms=dict(zip(paths, grads)),
         metrics=values,
+        update_norms=dict(zip(paths, updates)),
+        # ||dw|| / ||w||: undefined (None) for weights that were all zero.
+        update_ratios={
+            path: u / w if w > 0 else None
+            for path, u, w in zip(paths, updates, weights)
+        },
     )
     p.run_dir.append(schema.METRICS_FILE, row)
     with p.tb.as_default(step=step):
@@ -934,6 +969,9 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
             tf.summary.scalar(f"train/{k}", getattr(row, k))
         for path, norm in row.grad_norms.items():
             tf.summary.scalar(f"grad_norm/{path}", norm)
+        for path, ratio in row.update_ratios.items():
+            if ratio is not None:
+                tf.summary.scalar(f"update_ratio/{path}", ratio)
     num_steps = p.config.num_steps
     if len(window) == 1 and step == p.first_step:
         # This window is the first step alone, tracing included: no basis

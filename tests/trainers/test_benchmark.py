@@ -28,6 +28,7 @@ def test_every_case_runs_at_toy_size(name):
         "c_keras_fit",
         "d_bare_tape",
         "g_keras_fit_monitor_every_10",
+        "h_gradzoo_norms_every_100_no_update_norms",
     }
     assert cases == expected | ({"e_pytorch_eager"} if HAS_TORCH else set())
     for c in m["cases"].values():
@@ -131,5 +132,6 @@ def test_profile_dir_gets_one_trace_per_case(tmp_path, monkeypatch):
         "c_keras_fit",
         "d_bare_tape",
         "g_keras_fit_monitor_every_10",
+        "h_gradzoo_norms_every_100_no_update_norms",
     ]
     assert list((tmp_path / "mlp" / "d_bare_tape").rglob("*.xplane.pb"))
