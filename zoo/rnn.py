@@ -27,7 +27,7 @@ from typing import Literal
 import keras
 import numpy as np
 
-from zoo import blocks
+from zoo import blocks, fused_rnn
 from zoo.registry import register_model
 
 RECURRENT_INITIALIZERS = ("orthogonal", "identity", "normal")
@@ -188,8 +188,10 @@ def _rnn(
     recurrent_penalty = blocks.regularizer(recurrent_l1, recurrent_l2)
     layer_class = {
         "simple": keras.layers.SimpleRNN,
-        "lstm": keras.layers.LSTM,
-        "gru": keras.layers.GRU,
+        # Keras' LSTM and GRU with a faster whole-sequence path on CPU; the
+        # same weights and results (zoo/fused_rnn.py).
+        "lstm": fused_rnn.LSTM,
+        "gru": fused_rnn.GRU,
     }[cell]
 
     inputs = keras.Input(shape=input_shape, name="inputs")
