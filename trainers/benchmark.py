@@ -2,6 +2,7 @@
 
     python -m trainers.benchmark                    # every model, ~7 min on 2 cores
     python -m trainers.benchmark --model=mlp_50x128 --output_json=bench.json
+    python -m trainers.benchmark --model=lstm_128_t100,gru_128_t100 --threads=1
 
 For each model, in one process, on the same architecture, data and batch:
   (a) gradzoo's TrainStep, per-layer gradient norms every 100 steps (the
