@@ -302,6 +302,8 @@ def describe_experiment(arms: dict) -> str:
 
 def _claim_arms(inputs: Inputs, claim: dict) -> tuple[dict, dict]:
     """({arm: [loaded runs over seeds]}, {seed: {arm: run name}})."""
+    if claim.get("study"):  # runs by problem and optimizer: optimizer_study
+        return {}, {}
     names = {int(s): arms for s, arms in claim.get("runs", {}).items()}
     arms: dict = {}
     for seed in sorted(names):
@@ -360,6 +362,13 @@ def claim_ledger(inputs: Inputs) -> list:
             if names
             else "not run"
         )
+        if c.get("study"):
+            study = c["study"]
+            experiment = (
+                f"a {study['budget']}-budget study of "
+                f"{', '.join(study['problems'])}: defaults, a rate grid, the "
+                "tuned rate over new seeds (section below)"
+            )
         if c.get("note"):
             experiment += f". Scale note: {c['note']}"
         verdict = c.get("verdict", "?").upper()
@@ -410,8 +419,8 @@ def claim_evidence(inputs: Inputs) -> list:
         return []
     sections = []
     for c in inputs.ledger.get("claims", []):
-        if c.get("verdict") == verdicts.PENDING:
-            continue
+        if c.get("verdict") == verdicts.PENDING or c.get("study"):
+            continue  # a study has its own section (optimizer_study)
         arms, names = _claim_arms(inputs, c)
         arm_names = list(dict.fromkeys(a for s in names.values() for a in s))
         seeds = {s["seed"]: s for s in c.get("seeds", [])}

@@ -1,7 +1,8 @@
 """Steps per second of gradzoo's instrumented step next to model.fit and PyTorch.
 
-    python -m trainers.benchmark                    # every model, ~6 min on 2 cores
+    python -m trainers.benchmark                    # every model, ~7 min on 2 cores
     python -m trainers.benchmark --model=mlp_50x128 --output_json=bench.json
+    python -m trainers.benchmark --model=lstm_128_t100,gru_128_t100 --threads=1
 
 For each model, in one process, on the same architecture, data and batch:
   (a) gradzoo's TrainStep, per-layer gradient norms every 100 steps (the
@@ -103,6 +104,16 @@ MODELS = {
         True,
         64,
         "LSTM(128) on T=100 steps of 2 features (the adding problem's shape), "
+        "regression, batch 64",
+    ),
+    "gru_128_t100": BenchModel(
+        "gru",
+        dict(units=128),
+        (100, 2),
+        1,
+        True,
+        64,
+        "GRU(128) on T=100 steps of 2 features (the adding problem's shape), "
         "regression, batch 64",
     ),
     "resnet20_cifar": BenchModel(
@@ -308,19 +319,22 @@ def _torch_model(bm: BenchModel):
             width = bm.model_kwargs["width"]
         layers.append(nn.Linear(width, bm.num_outputs))
         return nn.Sequential(*layers)
-    if bm.model == "lstm":
+    if bm.model in ("lstm", "gru"):
+        # nn.GRU is Keras' reset_after=True form: the reset gate multiplies
+        # h_{t-1} U_h + b'_h, after the recurrent matmul.
+        layer = {"lstm": nn.LSTM, "gru": nn.GRU}[bm.model]
 
-        class LastStateLSTM(nn.Module):
+        class LastState(nn.Module):
             def __init__(self):
                 super().__init__()
                 units = bm.model_kwargs["units"]
-                self.lstm = nn.LSTM(bm.input_shape[1], units, batch_first=True)
+                self.rnn = layer(bm.input_shape[1], units, batch_first=True)
                 self.head = nn.Linear(units, bm.num_outputs)
 
             def forward(self, x):
-                return self.head(self.lstm(x)[0][:, -1])
+                return self.head(self.rnn(x)[0][:, -1])
 
-        return LastStateLSTM()
+        return LastState()
     if bm.model == "resnet":
         return _torch_resnet(bm)
     return None
@@ -374,10 +388,10 @@ def _torch_resnet(bm: BenchModel):
     return ResNet()
 
 
-def _torch_case(bm, task):
+def _torch_case(bm, task, threads=None):
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     model = _torch_model(bm)
     if model is None:
         return None
@@ -436,14 +450,17 @@ def measure(
     block_seconds: float,
     steps: int | None = None,
     with_torch: bool = True,
+    threads: int | None = None,
     profile_dir: str | None = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> dict:
     """Times every case on one model; returns the JSON-ready results.
 
     The steps per block are `steps`, or else as many as case (d) runs in
-    `block_seconds` (at least 2), the same for every case. With
-    `profile_dir`, one more block of every case runs under tf.profiler.
+    `block_seconds` (at least 2), the same for every case. `threads` is
+    PyTorch's thread count (default: every core; TensorFlow's is set by
+    `--threads` before it starts). With `profile_dir`, one more block of
+    every case runs under tf.profiler.
     """
     task = _task(bm)
     run_dir = tempfile.TemporaryDirectory()  # case (g)'s run directory
@@ -462,7 +479,7 @@ def measure(
         ),
     }
     if with_torch and torch_installed():
-        torch_block = _torch_case(bm, task)
+        torch_block = _torch_case(bm, task, threads)
         if torch_block is not None:
             cases["e_pytorch_eager"] = torch_block
     for case, block in cases.items():
@@ -539,6 +556,14 @@ def checks(results: dict) -> list[dict]:
         else None
     )
     overhead = None if b is None or d is None else 1 - b / d
+    recurrent = [
+        dict(
+            check=f"(a)/(e) on {name}",
+            value=ratio(median(name, "a"), median(name, "e")),
+            target=">= 1.0",
+        )
+        for name in ("lstm_128_t100", "gru_128_t100")
+    ]
     return [
         dict(check="(a)/(c) on mlp_50x128", value=ratio(a, c), target=">= 1.0"),
         dict(check="(b)/(d) overhead on mlp_50x128", value=overhead, target="<= 0.10"),
@@ -559,6 +584,7 @@ def checks(results: dict) -> list[dict]:
             value=ratio(median("resnet20_cifar", "a"), median("resnet20_cifar", "c")),
             target="report",
         ),
+        *recurrent,
     ]
 
 
@@ -622,6 +648,15 @@ def _define_flags():
         lower_bound=1,
     )
     flags.DEFINE_bool("torch", True, "Time PyTorch eager if torch is installed.")
+    flags.DEFINE_integer(
+        "threads",
+        None,
+        "Threads for TensorFlow (intra- and inter-op pools) and PyTorch "
+        "(default: the libraries' own, every core). On a machine other jobs "
+        "load, PyTorch on every core slows down many times over; "
+        "--threads=1 compares the two without that.",
+        lower_bound=1,
+    )
     flags.DEFINE_string("output_json", None, "Also write the results here.")
     flags.DEFINE_string(
         "profile_dir",
@@ -639,6 +674,9 @@ def main(argv):
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         fail(f"unknown --model {', '.join(unknown)}; known: {', '.join(MODELS)}")
+    if f.threads:  # before TensorFlow runs its first op
+        tf.config.threading.set_intra_op_parallelism_threads(f.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(f.threads)
     with_torch = f.torch and torch_installed()
     if f.torch and not with_torch:
         print('(e) skipped: torch is not installed (pip install -e ".[bench]")')
@@ -653,6 +691,7 @@ def main(argv):
         "devices": [d.name for d in tf.config.list_logical_devices()],
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "command": " ".join(["python -m trainers.benchmark", *sys.argv[1:]]),
+        "threads": f.threads or "default",
     }
     if with_torch:
         import torch
@@ -672,6 +711,7 @@ def main(argv):
             steps=f.steps,
             profile_dir=f.profile_dir,
             with_torch=with_torch,
+            threads=f.threads,
             progress=progress,
         )
     results["checks"] = checks(results)

@@ -4,7 +4,9 @@
 - `RecurrentInitializer`: a recurrent kernel of set spectral radius
   (zoo/rnn.py);
 - `MaskingNoise`, `TiedDense`, `StackPair`: the pretraining autoencoder's
-  pieces (zoo/pretraining.py).
+  pieces (zoo/pretraining.py);
+- `LSTM`, `GRU`: Keras' layers with a faster CPU path, defined in
+  zoo/fused_rnn.py and imported here so that they are registered too.
 
 Each is registered with Keras as "gradzoo>Name" when this module is
 imported, which a model.keras holding one needs before it loads. This is
@@ -28,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from zoo.fused_rnn import GRU, LSTM  # noqa: F401  (registered on import)
 from zoo.rnn import RECURRENT_INITIALIZERS, check_choice, check_radius
 
 

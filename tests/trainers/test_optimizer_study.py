@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from analysis import claims, optimizers
+from analysis import claims, optimizers, report
 from analysis.rundir import load_run
 from trainers import config as config_lib
 from trainers import runner, suite
@@ -135,3 +135,16 @@ def test_the_study_names_keras_optimizers_and_a_log_grid():
     steps = [math.log10(b / a) for a, b in zip(grid, grid[1:])]
     assert steps == pytest.approx([1.0] * 7)
     assert len(optimizers.rate_grid(22)) == 22
+
+
+def test_the_report_has_the_study_section(study, tmp_path):
+    root = study[0]
+    out = str(tmp_path / "report")
+    report.write_report([root], out)
+    with open(os.path.join(out, "report.md")) as f:
+        md = f.read()
+    assert "## T12: optimizers" in md and "| toy | sgd |" in md
+    for name in ("performance", "sensitivity", "ratios"):
+        assert os.path.exists(
+            os.path.join(out, "figures", f"optimizers-toy_{name}.png")
+        )
