@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from analysis import claims, optimizers, report
+from analysis import claims, optimizers, report, schema
 from analysis.rundir import load_run
 from trainers import config as config_lib
 from trainers import runner, suite
@@ -138,7 +138,8 @@ def test_the_study_names_keras_optimizers_and_a_log_grid():
 
 
 def test_the_report_has_the_study_section(study, tmp_path):
-    root = study[0]
+    root, _, led, _, _ = study
+    schema.write_json(os.path.join(root, suite.LEDGER_FILE), led)  # as main() does
     out = str(tmp_path / "report")
     report.write_report([root], out)
     with open(os.path.join(out, "report.md")) as f:
