@@ -107,12 +107,16 @@ class Job:
     """One run or probe: a directory name and the command that fills it."""
 
     name: str
-    kind: str  # "train" or "probe"
-    spec: dict  # resolved RunConfig fields, or {"probe": ..., args}
+    kind: str  # "train", "pretrain" or "probe"
+    spec: dict  # resolved RunConfig / PretrainConfig fields, or {"probe": ...}
     seed: int
 
     def path(self, root: str) -> str:
         return os.path.join(root, self.name)
+
+    def config_path(self, root: str) -> str:
+        """The --config file of a training job (written by check_manifest)."""
+        return os.path.join(root, CONFIGS_DIR, self.name + ".json")
 
     def argv(self, root: str, data_dir: str | None) -> list[str]:
         if self.kind == "probe":
@@ -129,8 +133,8 @@ class Job:
         argv = [
             sys.executable,
             "-m",
-            "trainers.train",
-            f"--config={os.path.join(root, CONFIGS_DIR, self.name + '.json')}",
+            MAINS[self.kind],
+            f"--config={self.config_path(root)}",
             f"--output_dir={self.path(root)}",
         ]
         return argv + ([f"--data_dir={data_dir}"] if data_dir else [])
@@ -141,20 +145,39 @@ def _short_hash(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+# The command that runs each kind of training job from its --config file.
+MAINS = {"train": "trainers.train", "pretrain": "trainers.pretrain"}
+
+
 def make_job(arm: dict, seed: int) -> Job:
-    """The job of one arm and seed, named from its resolved config."""
+    """The job of one arm and seed, named from its resolved config.
+
+    An arm is RunConfig fields (a trainers.train run), RunConfig fields plus
+    `pretraining`: {PretrainConfig fields but `run`} (a trainers.pretrain
+    run: phase 1, then `num_steps` of fine-tuning), or a probe.
+    """
     if "probe" in arm:
         spec = dict(arm)
         return Job(
             f"probe-{spec['probe']}-s{seed}-{_short_hash(spec)}", "probe", spec, seed
         )
-    from trainers.config import NOT_COMPARED, RunConfig
+    from trainers.config import NOT_COMPARED, PretrainConfig, RunConfig
 
-    config = RunConfig.from_dict({**arm, "seed": seed}).resolved().to_dict()
-    spec = {k: v for k, v in config.items() if k not in NOT_COMPARED}
+    fields = {k: v for k, v in arm.items() if k != "pretraining"}
+    run = RunConfig.from_dict({**fields, "seed": seed})
+    if "pretraining" in arm:
+        pretrain = PretrainConfig.from_dict({**arm["pretraining"], "run": run})
+        config = pretrain.resolved().to_dict()
+        run_spec = {k: v for k, v in config["run"].items() if k not in NOT_COMPARED}
+        spec, kind, prefix = {**config, "run": run_spec}, "pretrain", "pretrain-"
+        names = config["run"]
+    else:
+        config = run.resolved().to_dict()
+        spec = {k: v for k, v in config.items() if k not in NOT_COMPARED}
+        kind, prefix, names = "train", "", config
     return Job(
-        f"{config['model']}-{config['task']}-s{seed}-{_short_hash(spec)}",
-        "train",
+        f"{prefix}{names['model']}-{names['task']}-s{seed}-{_short_hash(spec)}",
+        kind,
         spec,
         seed,
     )
@@ -233,8 +256,8 @@ def check_manifest(root: str, suite: str, p: Plan) -> None:
     os.makedirs(os.path.join(root, LOGS_DIR), exist_ok=True)
     schema.write_json(path, {"suite": suite, "scale": p.scale, "claims": ours})
     for job in p.jobs.values():
-        if job.kind == "train":
-            cfg = os.path.join(root, CONFIGS_DIR, job.name + ".json")
+        if job.kind in MAINS:
+            cfg = job.config_path(root)
             if not os.path.exists(cfg):
                 schema.write_json(cfg, job.spec)
 
@@ -772,7 +795,7 @@ def run_suite(o: Options, out=sys.stdout) -> dict:
     ledger["session"] = {
         name: dataclasses.asdict(x) for name, x in sorted(outcomes.items())
     }
-    schema.write_json(os.path.join(root, LEDGER_FILE), ledger)
+    verdicts.write_ledger(os.path.join(root, LEDGER_FILE), ledger)
     out.write("\n" + format_ledger(ledger) + "\n")
     out.write(f"ledger: {os.path.join(root, LEDGER_FILE)}\n")
     return ledger
