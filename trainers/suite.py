@@ -75,9 +75,13 @@ _RAY_ADDRESS = flags.DEFINE_string(
     "HOST:PORT of a Ray cluster to join (--executor=ray).",
     flag_values=FLAGS,
 )
+# An hour: on a shared 2-core machine, tracing the step of C14's 100-block
+# nets alone took 4-8 minutes per step variant, and a run killed before its
+# first checkpoint after step 0 restarts its tracing on every retry.
+RUN_TIMEOUT_SECONDS = 3600.0
 _RUN_TIMEOUT = flags.DEFINE_float(
     "run_timeout_seconds",
-    900.0,
+    RUN_TIMEOUT_SECONDS,
     "Hard timeout of one run (then SIGTERM).",
     flag_values=FLAGS,
 )
@@ -724,7 +728,7 @@ class Options:
     oversubscribe: bool = False
     executor: str = "local"
     ray_address: str | None = None
-    run_timeout_seconds: float = 900.0
+    run_timeout_seconds: float = RUN_TIMEOUT_SECONDS
     data_dir: str | None = None
 
 
