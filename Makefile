@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 RUNS ?= runs
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv install demo test lint bench clean
+.PHONY: venv install demo report test lint bench clean
 
 venv: $(BIN)/python
 $(BIN)/python:
@@ -19,16 +19,17 @@ $(STAMP): setup.py | $(BIN)/python
 	touch $(STAMP)
 install: $(STAMP)
 
-# The deep sigmoid MLP pair on the offline digits task, then a comparison.
-DEMO_FLAGS := --task=digits --depth=20 --width=64 --activation=sigmoid \
-	--initializer=glorot_uniform --optimizer=sgd --learning_rate=0.1 \
-	--num_steps=600 --log_every_steps=100 --eval_every_steps=200 --overwrite
+# The demo suite (analysis/claims.py DEMO_CLAIMS: C1, C5, C7, C8, C9, C13 over
+# 3 seeds, offline), then its report. Run again: finished runs are reused.
+WORKERS ?= 2
 demo: install
-	$(BIN)/python -m trainers.train --model=plain_mlp $(DEMO_FLAGS) --output_dir=$(RUNS)/demo/plain_mlp
-	$(BIN)/python -m trainers.train --model=residual_mlp $(DEMO_FLAGS) --output_dir=$(RUNS)/demo/residual_mlp
-	@echo
-	$(BIN)/python -m analysis.compare $(RUNS)/demo/plain_mlp $(RUNS)/demo/residual_mlp
-	@echo "Run directories: $(RUNS)/demo/plain_mlp $(RUNS)/demo/residual_mlp (tensorboard --logdir $(RUNS)/demo)"
+	$(BIN)/python -m trainers.suite --suite=demo --workers=$(WORKERS) --output_dir=$(RUNS)/demo
+	$(BIN)/python -m analysis.report --runs=$(RUNS)/demo --out=$(RUNS)/demo-report
+
+# Every claim of the quick suite over 3 seeds, then its report.
+report: install
+	$(BIN)/python -m trainers.suite --suite=quick --workers=$(WORKERS) --output_dir=$(RUNS)/quick
+	$(BIN)/python -m analysis.report --runs=$(RUNS)/quick --out=$(RUNS)/quick-report
 
 # Keras 3.15 trips over NumPy 2's __array__(copy=) protocol on every
 # Variable-to-NumPy conversion; that warning is theirs, not ours. Two worker

@@ -10,7 +10,9 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["zoo", "zoo.*", "trainers", "analysis"]),
+    packages=find_packages(include=["zoo", "zoo.*", "trainers", "analysis", "analysis.*"]),
+    # The report's Jinja2 templates (analysis/report.py).
+    package_data={"analysis": ["templates/*.j2"]},
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "keras>=3.3",
@@ -21,6 +23,8 @@ setup(
         "numpy",
         "scikit-learn",  # ships the real 8x8 digits images offline
         "threadpoolctl",  # analysis/temporal.py imports it (not only via sklearn)
+        "matplotlib>=3.7",  # the report's figures (analysis/figures/)
+        "Jinja2>=3.1",  # the report's HTML and Markdown (analysis/templates/)
     ],
     extras_require={
         # The suite's Ray test starts a real local Ray instance.
@@ -39,6 +43,7 @@ setup(
             "gradzoo-compare=analysis.compare:run_main",
             "gradzoo-benchmark=trainers.benchmark:run_main",
             "gradzoo-suite=trainers.suite:run_main",
+            "gradzoo-report=analysis.report:run_main",
         ]
     },
 )

@@ -15,6 +15,8 @@ EXIT_USAGE = 2  # a user mistake: bad flag, bad config, unusable directory
 EXIT_DIVERGED = 3  # the run ended as "diverged" (see its status.json)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C or SIGTERM; the run is resumable
 
+HELP_FLAGS = ("--help", "-h", "--helpfull", "-?")
+
 
 def fail(message) -> None:
     """Exits with one line on stderr and EXIT_USAGE."""
@@ -27,7 +29,7 @@ def parse_flags(argv):
 
     --help / --helpfull print the help and exit 0 (absl's own exit 1).
     """
-    if any(a in ("--help", "-h", "--helpfull", "-?") for a in argv[1:]):
+    if any(a in HELP_FLAGS for a in argv[1:]):
         if "--helpfull" in argv[1:]:
             text = flags.FLAGS.get_help()
         else:  # gradzoo's own flags, not absl's or TensorFlow's

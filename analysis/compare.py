@@ -1,6 +1,6 @@
 """Side-by-side table of finished runs: final eval and gradient-norm ratios.
 
-    python -m analysis.compare runs/demo/plain_mlp runs/demo/residual_mlp
+    python -m analysis.compare runs/x runs/x2
 
 A pretraining run's phases are ordinary run directories: compare its
 fine-tuning with a run from scratch (the pair mlp_pretraining) by naming

@@ -45,32 +45,45 @@ def l2_norm(t):
     return scale * tf.norm(t / safe)
 
 
-def half_squares(tensors):
+def half_squares(tensors, wide: bool = True):
     """[sum(t^2) / 2 for t in tensors], one fused tf.nn.l2_loss op each.
 
     The shared first pass of `global_norm` and `l2_norms`: a step that needs
     both computes it once, and the global norm is then bitwise the same
     whether or not the per-tensor norms were asked for.
+
+    `wide` (the default) squares and sums in float64, whose range holds the
+    square of every float32 (or float16) number, the subnormals included:
+    the sums neither under- nor overflow, so the norms taken from them need
+    no rescue pass, and a sum is non-finite exactly when its tensor holds an
+    inf or a NaN. Without `wide` (for a device without float64, such as a
+    TPU) the sums are in the tensors' dtype and the norms check them.
     """
     import tensorflow as tf
 
+    if wide:
+        return tf.stack([tf.nn.l2_loss(tf.cast(t, tf.float64)) for t in tensors])
     return tf.stack([tf.nn.l2_loss(t) for t in tensors])
 
 
 def global_norm(tensors, halves=None):
-    """tf.linalg.global_norm, redone with scaling when squaring over/underflows.
+    """tf.linalg.global_norm, safe from float32 over- and underflow.
 
     Squared entries overflow float32 above ~1e19 and underflow below ~1e-19.
     A finite gradient of norm 1e20 must read as 1e20 (clipping can rescue it),
-    not inf (a divergence). The rescaled pass runs only in those cases.
-    `halves` is `half_squares(tensors)` when already computed; the plain
-    result equals tf.linalg.global_norm's, which computes the same way.
+    not inf (a divergence), and one of norm 1e-24 as 1e-24, not 0. `halves`
+    is `half_squares(tensors)` when already computed. From wide (float64)
+    sums the norm is exact at every scale and costs no other op; from
+    narrow ones a rescaled pass runs when the squares over- or underflowed.
+    Returns a float32 scalar (inf if the norm exceeds float32's range).
     """
     import tensorflow as tf
 
     if halves is None:
         halves = half_squares(tensors)
     norm = tf.sqrt(tf.reduce_sum(halves) * 2.0)
+    if halves.dtype == tf.float64:
+        return tf.cast(norm, tf.float32)
 
     def rescaled():
         scale = tf.reduce_max(tf.stack([tf.reduce_max(tf.abs(t)) for t in tensors]))
@@ -82,18 +95,20 @@ def global_norm(tensors, halves=None):
 
 
 def l2_norms(tensors, halves=None):
-    """Every tensor's L2 norm, as one vector, safe like `l2_norm`.
+    """Every tensor's L2 norm, as one float32 vector, safe like `l2_norm`.
 
-    From `half_squares` (pass `halves` if already computed) in the common
-    case; the scaled `l2_norm` of each runs only when some squared sum under-
-    or overflowed. A tensor of zeros also takes the scaled path (its norm 0 is
-    then exact).
+    From `half_squares` (pass `halves` if already computed). From wide sums
+    that is all; from narrow ones the scaled `l2_norm` of each runs when
+    some squared sum under- or overflowed (a tensor of zeros also takes that
+    path; its norm 0 is then exact).
     """
     import tensorflow as tf
 
     if halves is None:
         halves = half_squares(tensors)
     plain = tf.sqrt(2.0 * halves)
+    if halves.dtype == tf.float64:
+        return tf.cast(plain, tf.float32)
     plain_is_exact = tf.reduce_all(tf.math.is_finite(plain) & (plain > 1e-15))
     return tf.cond(
         plain_is_exact, lambda: plain, lambda: tf.stack([l2_norm(t) for t in tensors])

@@ -246,7 +246,8 @@ def run_probe(name: str, seed: int, args: dict, output_dir: str) -> dict:
     values = PROBES[name](seed, **args)
     os.makedirs(output_dir, exist_ok=True)
     schema.write_json(
-        os.path.join(output_dir, "probe.json"), {"probe": name, "seed": seed, **args}
+        os.path.join(output_dir, schema.PROBE_FILE),
+        {"probe": name, "seed": seed, **args},
     )
     schema.write_json(os.path.join(output_dir, EVIDENCE_FILE), values)
     status = schema.Status("completed", 0, f"probe {name}", updated=time.time())

@@ -6,8 +6,11 @@ today's terms by the schema's row types).
 
     >>> run = load_run("runs/x")
     >>> run.status.state, run.final_eval.metrics, run.metrics[-1].grad_norms
+    >>> probe = load_probe("runs/quick/probe-edge_of_chaos-s0-...")
+    >>> probe.name, probe.args, probe.values["log10_ratio"]
 
-Tested by tests/analysis/test_compare.py and tests/analysis/test_run1_fixture.py.
+Tested by tests/analysis/test_compare.py, tests/analysis/test_run1_fixture.py
+and tests/analysis/test_report.py (probes).
 """
 
 import dataclasses
@@ -110,4 +113,43 @@ def load_run(path: str) -> LoadedRun:
         gradient_through_time=_rows(
             join(path, schema.TEMPORAL_FILE), schema.TemporalRow
         ),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedProbe:
+    """A probe's directory (analysis/probes.py): a measurement at init."""
+
+    path: str
+    name: str  # the probe function, e.g. "edge_of_chaos"
+    seed: int
+    args: dict  # the arguments it was called with (its defaults not included)
+    values: dict  # evidence.json
+    status: schema.Status
+
+
+def is_probe(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, schema.EVIDENCE_FILE))
+
+
+def load_probe(path: str) -> LoadedProbe:
+    """Reads a probe's directory.
+
+    Raises:
+      RunDirError: a missing or unreadable file.
+    """
+    join = os.path.join
+    values = _read_json(join(path, schema.EVIDENCE_FILE))
+    spec = _read_json(join(path, schema.PROBE_FILE))
+    if not isinstance(values, dict) or not isinstance(spec, dict):
+        raise RunDirError(f"{path}: evidence.json and probe.json must be objects")
+    try:
+        status = schema.Status.from_json(_read_json(join(path, schema.STATUS_FILE)))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, RunDirError):
+            raise
+        raise RunDirError(f"{path}: bad status ({e})") from None
+    args = {k: v for k, v in spec.items() if k not in ("probe", "seed")}
+    return LoadedProbe(
+        path, str(spec.get("probe")), int(spec.get("seed", 0)), args, values, status
     )

@@ -12,6 +12,10 @@ loop) and every reader (analysis/rundir.py, the suite, the report):
     <run_dir>/ckpt/ tb/ model.keras      checkpoints, TensorBoard, final model
     <run_dir>/log.txt                    the command line's full log
 
+A probe (analysis/probes.py, a measurement that needs no training) writes
+a smaller directory: probe.json (its name, seed and arguments),
+evidence.json (what it measured) and status.json.
+
 A pretraining run (trainers/pretrain.py) is a run directory of run
 directories: its own config.json (the fine-tuning RunConfig, plus the
 `pretraining` settings) and status.json (which phase, and how it ended),
@@ -28,6 +32,10 @@ what an older writer did not record with what that writer did. From
 gradzoo-run-1 to gradzoo-run-2: status.json gained `owner` (absent: no live
 owner, the run is resumable) and config.json gained `depth_axis` (absent:
 None; readers fall back to analysis.gradients.legacy_depth_axis) and `recipe`.
+Still gradzoo-run-2, metrics.jsonl rows gained `update_norms` and
+`update_ratios`: optional (older rows read as {}), and a reader from before
+them refuses such a row as a bad row (a dict where it expects a number)
+rather than misreading it.
 
 Every JSON document is written to a temporary file and renamed, and every
 JSONL row is appended as one whole line, so a crash or a kill never leaves a
@@ -55,6 +63,10 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.jsonl"
 # Written only by runs with log_gradient_through_time.
 TEMPORAL_FILE = "gradient_through_time.jsonl"
+# A probe's directory (analysis/probes.py: a measurement without training):
+# what was measured and with which arguments, beside its status.json.
+EVIDENCE_FILE = "evidence.json"
+PROBE_FILE = "probe.json"
 CKPT_DIR = "ckpt"
 TB_DIR = "tb"
 MODEL_FILE = "model.keras"
@@ -179,6 +191,21 @@ def write_text(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes `data` to `path` atomically (temporary file, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -467,6 +494,8 @@ _METRICS_FIELDS = (
     "penalty",
     "grad_global_norm",
     "grad_norms",
+    "update_norms",
+    "update_ratios",
 )
 
 
@@ -477,7 +506,11 @@ class MetricsRow:
     Loss, penalty and `metrics` (the task's, e.g. accuracy) are averaged
     over the `window_steps` steps since the previous row; the learning rate
     and the gradient norms (before clipping, None where non-finite) are
-    those of `step` itself.
+    those of `step` itself, as are `update_norms` (||w_new - w_old|| of
+    the update applied at `step`, per variable; 0 where it was skipped)
+    and `update_ratios` (||w_new - w_old|| / ||w_old||, None where the
+    weights were all zero). Rows written before gradzoo logged updates
+    have neither: they read as {}.
     """
 
     step: int
@@ -490,6 +523,8 @@ class MetricsRow:
     grad_global_norm: float | None
     grad_norms: dict
     metrics: dict = dataclasses.field(default_factory=dict)
+    update_norms: dict = dataclasses.field(default_factory=dict)
+    update_ratios: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -500,9 +535,12 @@ class MetricsRow:
         """Raises ValueError naming a malformed field (non-finite values are
         null on disk and None here)."""
         known, metrics = _split(d, _METRICS_FIELDS)
-        norms = _mapping(known, "grad_norms")
-        for path in norms:
-            norms[path] = _number(norms, path)
+        norms, updates, ratios = (
+            _mapping(known, k) for k in ("grad_norms", "update_norms", "update_ratios")
+        )
+        for mapping in (norms, updates, ratios):
+            for path in mapping:
+                mapping[path] = _number(mapping, path)
         for name in metrics:
             metrics[name] = _number(metrics, name)
         return cls(
@@ -516,6 +554,8 @@ class MetricsRow:
             grad_global_norm=_number(d, "grad_global_norm"),
             grad_norms=norms,
             metrics=metrics,
+            update_norms=updates,
+            update_ratios=ratios,
         )
 
 

@@ -30,7 +30,7 @@ from analysis import schema
 from analysis.rundir import load_run
 from analysis.schema import RunDirError
 
-EVIDENCE_FILE = "evidence.json"  # what a probe (analysis/probes.py) measured
+EVIDENCE_FILE = schema.EVIDENCE_FILE  # what a probe (analysis/probes.py) measured
 
 HOLDS, NOT_HOLD, INCONCLUSIVE, PENDING = (
     "holds",

@@ -1,7 +1,8 @@
 """Steps per second of gradzoo's instrumented step next to model.fit and PyTorch.
 
-    python -m trainers.benchmark                    # every model, ~6 min on 2 cores
+    python -m trainers.benchmark                    # every model, ~7 min on 2 cores
     python -m trainers.benchmark --model=mlp_50x128 --output_json=bench.json
+    python -m trainers.benchmark --model=lstm_128_t100,gru_128_t100 --threads=1
 
 For each model, in one process, on the same architecture, data and batch:
   (a) gradzoo's TrainStep, per-layer gradient norms every 100 steps (the
@@ -13,6 +14,8 @@ For each model, in one process, on the same architecture, data and batch:
       torch is installed: `pip install -e ".[bench]"`),
   (g) (c) with gradzoo's model.fit monitor (trainers/monitor.py) logging
       every 10 steps to a temporary run directory,
+  (h) (a) without the update norms of its logging steps (what (a) pays for
+      ||w_new - w_old|| and ||w|| per variable),
 and once per run
   (f) a chain of float32 n x n matmuls: the machine's practical peak FLOP/s.
 Every case uses plain SGD, so the optimizer adds as little as possible to
@@ -20,7 +23,11 @@ what is compared. Cases are warmed up (traced) first, then timed round-robin
 over --repeats blocks, so drift in the machine's speed hits every case alike.
 The table gives steps/s as median [min, max] over the blocks, the ratio of
 each median to (c), achieved FLOP/s (training matmul FLOPs: 3x the forward
-pass) as a fraction of (f), and the peak resident memory while the case ran.
+pass) as a fraction of (f), the peak resident memory while the case ran, and
+"CPU vs (c)": the median over the rounds of the case's steps per CPU-second
+of this process (time.process_time) over (c)'s in the same round. On a
+machine shared with other jobs, wall-clock blocks vary by 2x or more; the
+CPU time a case spends per step moves far less with the neighbours' load.
 
 Speed is measured here, never asserted in tests; the smoke test
 (tests/trainers/test_benchmark.py) runs this at toy size.
@@ -97,6 +104,16 @@ MODELS = {
         True,
         64,
         "LSTM(128) on T=100 steps of 2 features (the adding problem's shape), "
+        "regression, batch 64",
+    ),
+    "gru_128_t100": BenchModel(
+        "gru",
+        dict(units=128),
+        (100, 2),
+        1,
+        True,
+        64,
+        "GRU(128) on T=100 steps of 2 features (the adding problem's shape), "
         "regression, batch 64",
     ),
     "resnet20_cifar": BenchModel(
@@ -206,7 +223,7 @@ def _peak_rss_mb() -> float:
 # Each case builder returns block(n): run n training steps and wait for them.
 
 
-def _gradzoo_case(bm, task, norms_every):
+def _gradzoo_case(bm, task, norms_every, measure_updates=True):
     model = _keras_model(bm)
     step = loop.TrainStep(
         model,
@@ -215,6 +232,7 @@ def _gradzoo_case(bm, task, norms_every):
         strategy=tf.distribute.get_strategy(),
         batch_size=bm.batch_size,
     )
+    step.measure_updates = measure_updates  # read when the step is traced
     iterator = iter(task.train_dataset(bm.batch_size, seed=0))
     step(iterator, with_norms=True)  # trace the logging variant before timing
     count = [0]
@@ -301,19 +319,22 @@ def _torch_model(bm: BenchModel):
             width = bm.model_kwargs["width"]
         layers.append(nn.Linear(width, bm.num_outputs))
         return nn.Sequential(*layers)
-    if bm.model == "lstm":
+    if bm.model in ("lstm", "gru"):
+        # nn.GRU is Keras' reset_after=True form: the reset gate multiplies
+        # h_{t-1} U_h + b'_h, after the recurrent matmul.
+        layer = {"lstm": nn.LSTM, "gru": nn.GRU}[bm.model]
 
-        class LastStateLSTM(nn.Module):
+        class LastState(nn.Module):
             def __init__(self):
                 super().__init__()
                 units = bm.model_kwargs["units"]
-                self.lstm = nn.LSTM(bm.input_shape[1], units, batch_first=True)
+                self.rnn = layer(bm.input_shape[1], units, batch_first=True)
                 self.head = nn.Linear(units, bm.num_outputs)
 
             def forward(self, x):
-                return self.head(self.lstm(x)[0][:, -1])
+                return self.head(self.rnn(x)[0][:, -1])
 
-        return LastStateLSTM()
+        return LastState()
     if bm.model == "resnet":
         return _torch_resnet(bm)
     return None
@@ -367,10 +388,10 @@ def _torch_resnet(bm: BenchModel):
     return ResNet()
 
 
-def _torch_case(bm, task):
+def _torch_case(bm, task, threads=None):
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
     model = _torch_model(bm)
     if model is None:
         return None
@@ -429,14 +450,17 @@ def measure(
     block_seconds: float,
     steps: int | None = None,
     with_torch: bool = True,
+    threads: int | None = None,
     profile_dir: str | None = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> dict:
     """Times every case on one model; returns the JSON-ready results.
 
     The steps per block are `steps`, or else as many as case (d) runs in
-    `block_seconds` (at least 2), the same for every case. With
-    `profile_dir`, one more block of every case runs under tf.profiler.
+    `block_seconds` (at least 2), the same for every case. `threads` is
+    PyTorch's thread count (default: every core; TensorFlow's is set by
+    `--threads` before it starts). With `profile_dir`, one more block of
+    every case runs under tf.profiler.
     """
     task = _task(bm)
     run_dir = tempfile.TemporaryDirectory()  # case (g)'s run directory
@@ -445,6 +469,9 @@ def measure(
             bm, task, LOG_EVERY_STEPS
         ),
         "b_gradzoo_norms_every_step": _gradzoo_case(bm, task, 1),
+        f"h_gradzoo_norms_every_{LOG_EVERY_STEPS}_no_update_norms": _gradzoo_case(
+            bm, task, LOG_EVERY_STEPS, measure_updates=False
+        ),
         "c_keras_fit": _keras_fit_case(bm, task),
         "d_bare_tape": _bare_tape_case(bm, task),
         f"g_keras_fit_monitor_every_{MONITOR_EVERY_STEPS}": _keras_fit_monitor_case(
@@ -452,7 +479,7 @@ def measure(
         ),
     }
     if with_torch and torch_installed():
-        torch_block = _torch_case(bm, task)
+        torch_block = _torch_case(bm, task, threads)
         if torch_block is not None:
             cases["e_pytorch_eager"] = torch_block
     for case, block in cases.items():
@@ -464,14 +491,16 @@ def measure(
         per_step = (time.perf_counter() - start) / 2
         steps = max(2, round(block_seconds / per_step))
     rates = {case: [] for case in cases}
+    cpu_rates = {case: [] for case in cases}  # steps per CPU-second
     peaks = {case: 0.0 for case in cases}
     for r in range(repeats):
         progress(f"{name}: round {r + 1}/{repeats}, {steps} steps per case")
         for case, block in cases.items():
             _peak_rss_reset()
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             block(steps)
             rates[case].append(steps / (time.perf_counter() - start))
+            cpu_rates[case].append(steps / (time.process_time() - cpu_start))
             peaks[case] = max(peaks[case], _peak_rss_mb())
     if profile_dir:  # one more block per case, traced, outside the timing
         for case, block in cases.items():
@@ -484,6 +513,7 @@ def measure(
     run_dir.cleanup()
     flops = train_flops_per_example(_keras_model(bm)) * bm.batch_size
     base = statistics.median(rates["c_keras_fit"])
+    cpu_base = cpu_rates["c_keras_fit"]
     return {
         "description": bm.description,
         "batch_size": bm.batch_size,
@@ -494,6 +524,10 @@ def measure(
                 "steps_per_second": r,
                 "median": statistics.median(r),
                 "ratio_to_c": statistics.median(r) / base,
+                "cpu_steps_per_second": cpu_rates[case],
+                "cpu_ratio_to_c": statistics.median(
+                    x / y for x, y in zip(cpu_rates[case], cpu_base)
+                ),
                 "flops_per_second": flops * statistics.median(r),
                 "peak_rss_mb": peaks[case],
             }
@@ -513,7 +547,7 @@ def checks(results: dict) -> list[dict]:
     def ratio(x, y):
         return None if x is None or y is None else x / y
 
-    a, b, c, d, e, g = (median("mlp_50x128", p) for p in "abcdeg")
+    a, b, c, d, e, g, h = (median("mlp_50x128", p) for p in "abcdegh")
     wide = models.get("mlp_50x1024")
     wide_a = median("mlp_50x1024", "a")
     fraction = (
@@ -522,6 +556,14 @@ def checks(results: dict) -> list[dict]:
         else None
     )
     overhead = None if b is None or d is None else 1 - b / d
+    recurrent = [
+        dict(
+            check=f"(a)/(e) on {name}",
+            value=ratio(median(name, "a"), median(name, "e")),
+            target=">= 1.0",
+        )
+        for name in ("lstm_128_t100", "gru_128_t100")
+    ]
     return [
         dict(check="(a)/(c) on mlp_50x128", value=ratio(a, c), target=">= 1.0"),
         dict(check="(b)/(d) overhead on mlp_50x128", value=overhead, target="<= 0.10"),
@@ -531,12 +573,18 @@ def checks(results: dict) -> list[dict]:
             value=None if g is None or c is None else 1 - g / c,
             target="<= 0.10",
         ),
+        dict(
+            check="1 - (a)/(h) update-norm overhead on mlp_50x128",
+            value=None if a is None or h is None else 1 - a / h,
+            target="<= 0.05",
+        ),
         dict(check="(a) FLOP/s / (f) on mlp_50x1024", value=fraction, target="report"),
         dict(
             check="(a)/(c) on resnet20_cifar",
             value=ratio(median("resnet20_cifar", "a"), median("resnet20_cifar", "c")),
             target="report",
         ),
+        *recurrent,
     ]
 
 
@@ -550,7 +598,7 @@ def format_results(results: dict) -> str:
             "",
             f"{name}: {m['description']} ({m['steps_per_block']} steps per block)",
             f"  {'case':<30}{'steps/s median [min, max]':>27}{'vs (c)':>8}"
-            f"{'GFLOP/s':>9}{'of (f)':>8}{'peak MB':>9}",
+            f"{'GFLOP/s':>9}{'of (f)':>8}{'peak MB':>9}{'CPU vs (c)':>11}",
         ]
         for case, c in m["cases"].items():
             r = c["steps_per_second"]
@@ -560,7 +608,7 @@ def format_results(results: dict) -> str:
                     59
                 )
                 + f"{c['ratio_to_c']:>7.2f}{c['flops_per_second'] / 1e9:>9.1f}"
-                f" {share}{c['peak_rss_mb']:>9.0f}"
+                f" {share}{c['peak_rss_mb']:>9.0f}{c['cpu_ratio_to_c']:>11.2f}"
             )
     lines += ["", "checks:"]
     for c in results["checks"]:
@@ -600,6 +648,15 @@ def _define_flags():
         lower_bound=1,
     )
     flags.DEFINE_bool("torch", True, "Time PyTorch eager if torch is installed.")
+    flags.DEFINE_integer(
+        "threads",
+        None,
+        "Threads for TensorFlow (intra- and inter-op pools) and PyTorch "
+        "(default: the libraries' own, every core). On a machine other jobs "
+        "load, PyTorch on every core slows down many times over; "
+        "--threads=1 compares the two without that.",
+        lower_bound=1,
+    )
     flags.DEFINE_string("output_json", None, "Also write the results here.")
     flags.DEFINE_string(
         "profile_dir",
@@ -617,6 +674,9 @@ def main(argv):
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         fail(f"unknown --model {', '.join(unknown)}; known: {', '.join(MODELS)}")
+    if f.threads:  # before TensorFlow runs its first op
+        tf.config.threading.set_intra_op_parallelism_threads(f.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(f.threads)
     with_torch = f.torch and torch_installed()
     if f.torch and not with_torch:
         print('(e) skipped: torch is not installed (pip install -e ".[bench]")')
@@ -631,6 +691,7 @@ def main(argv):
         "devices": [d.name for d in tf.config.list_logical_devices()],
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "command": " ".join(["python -m trainers.benchmark", *sys.argv[1:]]),
+        "threads": f.threads or "default",
     }
     if with_torch:
         import torch
@@ -650,6 +711,7 @@ def main(argv):
             steps=f.steps,
             profile_dir=f.profile_dir,
             with_torch=with_torch,
+            threads=f.threads,
             progress=progress,
         )
     results["checks"] = checks(results)

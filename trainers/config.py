@@ -14,15 +14,16 @@ Tested by tests/trainers/test_config.py.
 """
 
 import dataclasses
-import inspect
 import json
 import os
-
-import keras
+from typing import TYPE_CHECKING
 
 import zoo
 from analysis import schema
 from zoo import signature
+
+if TYPE_CHECKING:  # imported by make_optimizer: resolving a config needs none
+    import keras
 
 # name -> (Keras class, presets, hyper-parameters a user may set). Presets
 # turn one Keras class into the textbook variants (momentum, Nesterov);
@@ -30,23 +31,51 @@ from zoo import signature
 # records explicitly (note Adadelta's Keras default learning rate is 0.001,
 # not the paper's 1.0).
 OPTIMIZERS = {
-    "sgd": (keras.optimizers.SGD, {}, ()),
-    "momentum": (keras.optimizers.SGD, {"momentum": 0.9}, ("momentum",)),
-    "nesterov": (
-        keras.optimizers.SGD,
-        {"momentum": 0.9, "nesterov": True},
-        ("momentum",),
-    ),
-    "adagrad": (
-        keras.optimizers.Adagrad,
-        {},
-        ("initial_accumulator_value", "epsilon"),
-    ),
-    "rmsprop": (keras.optimizers.RMSprop, {}, ("rho", "momentum", "epsilon")),
-    "adadelta": (keras.optimizers.Adadelta, {}, ("rho", "epsilon")),
-    "adam": (keras.optimizers.Adam, {}, ("beta_1", "beta_2", "epsilon")),
-    "nadam": (keras.optimizers.Nadam, {}, ("beta_1", "beta_2", "epsilon")),
-    "adamw": (keras.optimizers.AdamW, {}, ("beta_1", "beta_2", "epsilon")),
+    "sgd": ("SGD", {}, ()),
+    "momentum": ("SGD", {"momentum": 0.9}, ("momentum",)),
+    "nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}, ("momentum",)),
+    "adagrad": ("Adagrad", {}, ("initial_accumulator_value", "epsilon")),
+    "rmsprop": ("RMSprop", {}, ("rho", "momentum", "epsilon")),
+    "adadelta": ("Adadelta", {}, ("rho", "epsilon")),
+    "adam": ("Adam", {}, ("beta_1", "beta_2", "epsilon")),
+    "nadam": ("Nadam", {}, ("beta_1", "beta_2", "epsilon")),
+    "adamw": ("AdamW", {}, ("beta_1", "beta_2", "epsilon")),
+}
+# Keras' defaults of the arguments above (keras.optimizers.<class>.__init__),
+# written out so that resolving a config needs no Keras import: a command
+# refuses bad settings before TensorFlow starts. tests/trainers/
+# test_config.py checks them against the installed Keras.
+KERAS_DEFAULTS = {
+    "SGD": {"learning_rate": 0.01, "momentum": 0.0, "weight_decay": None},
+    "Adagrad": {
+        "learning_rate": 0.001,
+        "initial_accumulator_value": 0.1,
+        "epsilon": 1e-07,
+        "weight_decay": None,
+    },
+    "RMSprop": {
+        "learning_rate": 0.001,
+        "rho": 0.9,
+        "momentum": 0.0,
+        "epsilon": 1e-07,
+        "weight_decay": None,
+    },
+    "Adadelta": {
+        "learning_rate": 0.001,
+        "rho": 0.95,
+        "epsilon": 1e-07,
+        "weight_decay": None,
+    },
+    **{
+        name: {
+            "learning_rate": 0.001,
+            "beta_1": 0.9,
+            "beta_2": 0.999,
+            "epsilon": 1e-07,
+            "weight_decay": 0.004 if name == "AdamW" else None,
+        }
+        for name in ("Adam", "Nadam", "AdamW")
+    },
 }
 # Every Keras optimizer takes decoupled weight decay (AdamW's default 0.004,
 # the others' None = off); it is settable on all of them.
@@ -377,7 +406,7 @@ def _resolve_optimizer(name, kwargs, learning_rate):
         raise ValueError(
             f"Unknown optimizer '{name}'. Known optimizers: {', '.join(OPTIMIZERS)}."
         )
-    cls, presets, own = OPTIMIZERS[name]
+    class_name, presets, own = OPTIMIZERS[name]
     settable = own + _COMMON_HPARAMS
     unknown = sorted(set(kwargs) - set(settable))
     if unknown:
@@ -385,11 +414,7 @@ def _resolve_optimizer(name, kwargs, learning_rate):
             f"Optimizer '{name}' takes no {', '.join(unknown)} "
             f"(it takes: {', '.join(settable)})."
         )
-    defaults = {
-        k: p.default
-        for k, p in inspect.signature(cls.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
+    defaults = KERAS_DEFAULTS[class_name]
     resolved = {k: defaults[k] for k in settable}
     resolved.update({k: v for k, v in presets.items() if k in settable})
     resolved.update(kwargs)
@@ -411,22 +436,26 @@ def _resolve_optimizer(name, kwargs, learning_rate):
     return resolved, float(learning_rate)
 
 
-def make_optimizer(c: RunConfig) -> keras.optimizers.Optimizer:
+def make_optimizer(c: RunConfig) -> "keras.optimizers.Optimizer":
     """The Keras optimizer for a resolved config.
 
     Clipping is not handed to Keras: the train step clips the all-reduced
     gradient itself (see trainers/loop.py for why).
     """
-    cls, presets, _ = OPTIMIZERS[c.optimizer]
+    import keras
+
+    name, presets, _ = OPTIMIZERS[c.optimizer]
     kwargs = {**presets, **c.optimizer_kwargs}
-    if not kwargs["weight_decay"] and cls is not keras.optimizers.AdamW:
+    if not kwargs["weight_decay"] and name != "AdamW":
         # Keras' None skips the decay ops; 0.0 would still run them each step.
         del kwargs["weight_decay"]
-    return cls(learning_rate=make_schedule(c), **kwargs)
+    return getattr(keras.optimizers, name)(learning_rate=make_schedule(c), **kwargs)
 
 
 def make_schedule(c: RunConfig):
     """The learning rate: a float, or a Keras schedule of the update count."""
+    import keras
+
     if c.lr_schedule == "cosine":  # to 0 at num_steps
         return keras.optimizers.schedules.CosineDecay(c.learning_rate, c.num_steps)
     if c.lr_schedule == "step":  # x lr_decay_rate every lr_decay_steps

@@ -127,7 +127,13 @@ class TrainStep:
     and recording a divergence (the pattern of Keras' LossScaleOptimizer).
 
     Call `step(iterator, with_norms)`; the two variants are traced once each.
+    Logging steps (`with_norms`) also measure the update the optimizer
+    applied, per variable, from the weights before and after it.
     """
+
+    # Off only to price the update norms (trainers/benchmark.py); the loop's
+    # metrics rows need them.
+    measure_updates = True
 
     def __init__(
         self,
@@ -152,6 +158,9 @@ class TrainStep:
         self.clip_threshold = clip_threshold
         self.variables = model.trainable_variables
         self.paths = [v.path for v in self.variables]
+        # Squared sums in float64 (analysis.gradients.half_squares), except
+        # on a TPU, which has no float64.
+        self.wide = not isinstance(strategy, tf.distribute.TPUStrategy)
         with strategy.scope():
             optimizer.build(self.variables)
         # Divergence is recorded on the device, so the loop only has to look
@@ -222,18 +231,23 @@ class TrainStep:
         # logging steps also take every variable's norm from the same squared
         # sums, so the global norm, and with it the update, is bitwise the same
         # whatever the logging cadence. Both are safe from float32 under- and
-        # overflow: a vanishing or exploding gradient's norm is the point.
-        halves = half_squares(grads)
+        # overflow (a vanishing or exploding gradient's norm is the point):
+        # the sums are float64, so no rescue pass sits in the step.
+        halves = half_squares(grads, wide=self.wide)
         stats["grad_global_norm"] = global_norm(grads, halves)
         if with_norms:
             stats["grad_norms"] = l2_norms(grads, halves)
         # Which variables went non-finite, looked at before clipping (which
-        # can turn an inf into the threshold) and only when something did.
-        stats["nonfinite"] = tf.cond(
-            tf.math.is_finite(stats["grad_global_norm"]),
-            lambda: tf.zeros([len(grads)], tf.bool),
-            lambda: tf.stack([~tf.reduce_all(tf.math.is_finite(g)) for g in grads]),
-        )
+        # can turn an inf into the threshold). A float64 sum of squares of
+        # float32 entries is non-finite exactly when an entry is.
+        if self.wide:
+            stats["nonfinite"] = ~tf.math.is_finite(halves)
+        else:
+            stats["nonfinite"] = tf.cond(
+                tf.math.is_finite(stats["grad_global_norm"]),
+                lambda: tf.zeros([len(grads)], tf.bool),
+                lambda: tf.stack([~tf.reduce_all(tf.math.is_finite(g)) for g in grads]),
+            )
         grads = clip_gradients(
             grads, self.clipping, self.clip_threshold, stats["grad_global_norm"]
         )
@@ -261,6 +275,9 @@ class TrainStep:
             stats["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
             loss_finite = tf.math.is_finite(stats["loss"] + stats["penalty"])
             finite = loss_finite & tf.math.is_finite(stats["grad_global_norm"])
+            # Logging steps only: the weights before the update, to measure it.
+            measure = with_norms and self.measure_updates
+            before = [tf.identity(v) for v in self.variables] if measure else None
             if finite and self.diverged_at < 0:
                 self.strategy.run(self._apply, args=(grads,))
             elif self.diverged_at < 0:
@@ -270,7 +287,15 @@ class TrainStep:
                 self.diverged_at.assign(step)
                 self.loss_was_finite.assign(loss_finite)
                 self.nonfinite.assign(nonfinite)
+            if measure:
+                stats.update(self._update_norms(before))
             return stats
+
+    def _update_norms(self, before) -> dict:
+        """Every variable's applied update ||w_new - w_old|| (0 where the
+        update was skipped) and weight norm ||w_old||, float32 as stored."""
+        deltas = [tf.identity(v) - w for v, w in zip(self.variables, before)]
+        return {"update_norms": l2_norms(deltas), "weight_norms": l2_norms(before)}
 
     def divergence(self) -> dict | None:
         """None, or where and how the run first went non-finite."""
@@ -725,20 +750,10 @@ def _check_workers_agree(strategy, point: int) -> None:
 
 
 def _finished(run_dir, num_steps: int) -> TrainResult | None:
-    """The result of a run that already ended, or None if it should go on.
-
-    A diverged or early-stopped run stays as it ended; a completed one is
-    extended only if asked for more steps (the CLI refuses that as a
-    changed config).
-    """
+    """The result of a run that already ended, or None if it should go on
+    (`writer.has_ended`)."""
     status = writer.read_status(run_dir.path)
-    if status is None:
-        return None
-    done = status.state == "diverged" or (
-        status.state == "completed"
-        and (status.step >= num_steps or status.early_stopped)
-    )
-    if not done:
+    if status is None or not writer.has_ended(status, num_steps):
         return None
     return TrainResult(status.state, status.step, status.message)
 
@@ -887,7 +902,13 @@ def _restore(ckpt, manager) -> int:
     )
 
 
-_THIS_STEP_ONLY = ("grad_norms", "grad_global_norm", "learning_rate")
+_THIS_STEP_ONLY = (
+    "grad_norms",
+    "grad_global_norm",
+    "learning_rate",
+    "update_norms",
+    "weight_norms",
+)
 
 
 def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
@@ -905,6 +926,8 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
                 ),
                 tf.stack([last["learning_rate"], last["grad_global_norm"]]),
                 last["grad_norms"],
+                last["update_norms"],
+                last["weight_norms"],
             ],
             0,
         )
@@ -912,6 +935,10 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
         .tolist()
     )
     values = dict(zip(averaged, packed))
+    n, paths = len(averaged) + 2, p.step_fn.paths
+    grads, updates, weights = (
+        packed[n + i * len(paths) : n + (i + 1) * len(paths)] for i in range(3)
+    )
     # The first call of each step variant includes tracing: a window
     # holding one counts the other steps only, so the speed is steady.
     timed_steps, timed_seconds = len(window), seconds
@@ -927,8 +954,14 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
         loss=values.pop("loss"),
         penalty=values.pop("penalty"),
         grad_global_norm=packed[len(averaged) + 1],
-        grad_norms=dict(zip(p.step_fn.paths, packed[len(averaged) + 2 :])),
+        grad_norms=dict(zip(paths, grads)),
         metrics=values,
+        update_norms=dict(zip(paths, updates)),
+        # ||dw|| / ||w||: undefined (None) for weights that were all zero.
+        update_ratios={
+            path: u / w if w > 0 else None
+            for path, u, w in zip(paths, updates, weights)
+        },
     )
     p.run_dir.append(schema.METRICS_FILE, row)
     with p.tb.as_default(step=step):
@@ -936,6 +969,9 @@ def _log_metrics(p: _Parts, step: int, window: list, seconds: float) -> None:
             tf.summary.scalar(f"train/{k}", getattr(row, k))
         for path, norm in row.grad_norms.items():
             tf.summary.scalar(f"grad_norm/{path}", norm)
+        for path, ratio in row.update_ratios.items():
+            if ratio is not None:
+                tf.summary.scalar(f"update_ratio/{path}", ratio)
     num_steps = p.config.num_steps
     if len(window) == 1 and step == p.first_step:
         # This window is the first step alone, tracing included: no basis

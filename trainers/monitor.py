@@ -49,6 +49,7 @@ which it cannot see): `watch` and `GradientLogger` refuse other backends.
 Tested by tests/trainers/test_monitor.py.
 """
 
+import contextlib
 import math
 import platform
 import time
@@ -169,7 +170,7 @@ class _Buffer:
         if replicas == 1:  # unlogged steps do nothing at all
             tf.cond(
                 log_now,
-                lambda: write(self.count % self.capacity, *measure()),
+                _out_of_line(lambda: write(self.count % self.capacity, *measure())),
                 lambda: tf.constant(False),
             )
             return
@@ -185,7 +186,7 @@ class _Buffer:
         # Mirrored variables are assigned on every step, unlogged ones into
         # the scratch row.
         slot = tf.where(log_now, self.count % self.capacity, self.capacity)
-        write(slot, *tf.cond(log_now, measure, skip))
+        write(slot, *tf.cond(log_now, _out_of_line(measure), skip))
 
     def _histograms(self, grads):
         """Per layer: counts of its gradient entries in HISTOGRAM_BINS equal
@@ -212,6 +213,20 @@ class _Buffer:
         return tf.stack(counts), tf.stack(ranges)
 
 
+def _out_of_line(fn):
+    """`fn` as a function call that TensorFlow keeps whole in the graph.
+
+    A tf.cond in a compiled function is lowered to switches, and then every
+    op of the branch not taken still passes through the executor as a dead
+    op on every step. The measurement is a few ops per variable and about
+    twenty per layer for its histogram, taken on one step in
+    `every_n_steps`: kept as one call (TensorFlow's `_noinline` attribute),
+    an unlogged step skips it as one op (BUILD.md's benchmark section has
+    the cost before and after).
+    """
+    return tf.function(fn, experimental_attributes={"_noinline": True})
+
+
 def _layer(path: str) -> str:
     """The layer part of a variable path: "block03_dense/kernel" -> "block03_dense"."""
     return path.rsplit("/", 1)[0] if "/" in path else path
@@ -229,6 +244,7 @@ class _Monitor:
     def __init__(self, kind: str):
         self.kind = kind  # "optimizer" or "train_step"
         self.buffer: _Buffer | None = None
+        self.logger: GradientLogger | None = None  # the one in fit, if any
 
 
 def _inner(optimizer):
@@ -493,6 +509,8 @@ class GradientLogger(keras.callbacks.Callback):
             # old buffer or none: trace it again, with this one. A later fit
             # with a like logger reuses both, so it does not re-trace.
             model.make_train_function(force=True)
+        _guard_train_function(model, self.monitor)
+        self.monitor.logger = self
         buffer.enabled.assign(True)
         self.seen_count = int(buffer.count.numpy())
         self.row_time = time.time()
@@ -508,6 +526,10 @@ class GradientLogger(keras.callbacks.Callback):
         self.view_batches, self.view_total, self.epoch_batches = 0, 0.0, 0
 
     def on_train_batch_end(self, batch, logs=None):
+        with self._failing_the_run():
+            self._batch_end(batch, logs)
+
+    def _batch_end(self, batch, logs):
         self.host_step += batch + 1 - self.epoch_batches
         self.epoch_batches = batch + 1
         n = self.every_n_steps
@@ -517,7 +539,10 @@ class GradientLogger(keras.callbacks.Callback):
             self._drain(batch + 1, logs or {})
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        with self._failing_the_run():
+            self._epoch_end(logs or {})
+
+    def _epoch_end(self, logs):
         self._drain(self.epoch_batches, logs)
         val = {k[4:]: float(v) for k, v in logs.items() if k.startswith("val_")}
         step = int(self._optimizer_step())
@@ -531,14 +556,57 @@ class GradientLogger(keras.callbacks.Callback):
         self.run_dir.write_status("running", step, f"at step {step}")
 
     def on_train_end(self, logs=None):
-        step = int(self._optimizer_step())
-        try:
+        with self._failing_the_run():
+            step = int(self._optimizer_step())
             self._drain(self.epoch_batches, {})  # stop_training mid-epoch
             self.run_dir.write_status("completed", step, f"model.fit to step {step}")
             self.tb.flush()
+        self._end()
+
+    def _end(self) -> None:
+        self.run_dir.release()
+        self.monitor.buffer.enabled.assign(False)
+        self.monitor.logger = None
+
+    def failed(self, error: BaseException) -> None:
+        """Records in status.json that model.fit stopped on `error`.
+
+        Called when the train function raises (see _guard_train_function)
+        or one of this logger's own hooks does; fit then skips
+        on_train_end, which would have ended the run. Never raises: the
+        caller's error matters more.
+        """
+        if self.monitor.logger is not self:
+            return
+        try:
+            step = self.host_step  # the steps fit finished
+            what = (
+                "interrupted"
+                if isinstance(error, KeyboardInterrupt)
+                else type(error).__name__
+            )
+            lines = [line.strip() for line in str(error).splitlines()]
+            lines = [line for line in lines if line and not line.startswith("[[")]
+            if isinstance(error, tf.errors.OpError):  # the cause comes last
+                lines = lines[-1:]
+            self.run_dir.write_status(
+                "failed",
+                step,
+                f"model.fit stopped after step {step}: {what}"
+                + (f": {lines[0]}" if lines else ""),
+            )
+        except Exception as e:  # noqa: BLE001 - e.g. a full disk
+            logging.error("%s: could not record the failure (%s)", self.output_dir, e)
         finally:
-            self.run_dir.release()
-            self.monitor.buffer.enabled.assign(False)
+            self._end()
+
+    @contextlib.contextmanager
+    def _failing_the_run(self):
+        try:
+            yield
+        except BaseException as e:
+            self.failed(e)
+            raise
 
     # -- draining ------------------------------------------------------------
 
@@ -601,6 +669,31 @@ class GradientLogger(keras.callbacks.Callback):
             tf.constant(histograms, tf.float32),
             tf.constant(ranges, tf.float32),
         )
+
+
+def _guard_train_function(model, monitor: _Monitor) -> None:
+    """Wraps model.train_function so that an error in a step (a bad batch,
+    out of memory, Ctrl-C) marks the logger's run "failed": Keras' fit has no
+    callback for an exception, and status.json would say "running" forever.
+    The end of the data (StopIteration, OutOfRangeError) is fit's normal end
+    of an epoch. The wrapper stays for later fit calls (no re-trace) and
+    does nothing without a logger."""
+    inner = model.train_function
+    if getattr(inner, _ATTRIBUTE, None) is monitor:
+        return
+
+    def train_function(iterator):
+        try:
+            return inner(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            raise
+        except BaseException as e:
+            if monitor.logger is not None:
+                monitor.logger.failed(e)
+            raise
+
+    setattr(train_function, _ATTRIBUTE, monitor)
+    model.train_function = train_function
 
 
 def _tensorboard_writer(tb, buffer):

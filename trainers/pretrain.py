@@ -11,6 +11,7 @@ fine-tuning (except --num_steps: --finetune_steps); the --pretrain_* flags,
 is in trainers/pretraining.py; `python -m analysis.compare runs/p/finetune
 runs/scratch` compares with a run from scratch. Running the same command
 again resumes in whatever phase it stopped. Exit codes as trainers.train.
+As there, --help and the flags' refusals come before TensorFlow is imported.
 
 `--config=FILE` takes a pretraining run's config.json or a JSON
 PretrainConfig ({"run": {RunConfig fields}, "steps_per_layer": 300, ...};
@@ -32,7 +33,7 @@ from absl import app, flags, logging  # noqa: E402
 from analysis import cli, schema  # noqa: E402
 from trainers import config as gz_config  # noqa: E402
 from trainers import flags as gz_flags  # noqa: E402
-from trainers import pretraining, writer  # noqa: E402
+from trainers import writer  # noqa: E402
 
 PRETRAIN_STEPS_PER_LAYER = flags.DEFINE_integer(
     "pretrain_steps_per_layer",
@@ -164,6 +165,9 @@ def main(argv):
     try:
         config = config_from_flags()
         resolved = config.resolved()
+        # TensorFlow only now: --help and the flags' refusals come without it.
+        from trainers import pretraining
+
         built = pretraining.build(
             resolved,
             output_dir,

@@ -3,6 +3,8 @@
     python -m trainers.suite --suite=quick --output_dir=runs/quick \
         [--only=C6,C8] [--seeds=3] [--scale=quick|paper] [--workers=2] \
         [--executor=local|ray] [--ray_address=HOST:PORT]
+    python -m trainers.suite --suite=optimizers --output_dir=runs/opt \
+        [--problems=deep_sigmoid_mlp,lstm_adding] [--budget=small|large]
 
 The claims are declared in analysis/claims.py. The suite expands them into
 jobs: training runs, each an ordinary run directory named from its resolved
@@ -13,6 +15,12 @@ training). Jobs run in parallel, N at a time with TensorFlow's thread pools
 pinned to cores / N, each under a hard timeout, on a local pool or as Ray
 tasks. Then `ledger.json` is rebuilt from the run directories alone
 (analysis/verdicts.py) and printed as a table.
+
+A claim with a study (C12, analysis/optimizers.py) is expanded in stages:
+each optimizer's default and learning-rate grid runs up front, and its
+tuned runs (the best grid rate over new seeds) as soon as its grid has
+ended, decided from the grid's run directories; being named from their
+resolved configs, they are found again on a re-run like any other run.
 
 Running it again reuses completed and diverged runs, resumes dead ones from
 their checkpoints (the trainer does that itself) and leaves runs with a live
@@ -42,7 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from analysis import cli, schema, verdicts  # noqa: E402
+from analysis import cli, optimizers, schema, verdicts  # noqa: E402
 from analysis.claims import SCALES, SUITES  # noqa: E402
 
 # The suite's own flags, apart from absl's global FLAGS: trainers.train's
@@ -83,6 +91,20 @@ _RUN_TIMEOUT = flags.DEFINE_float(
     "run_timeout_seconds",
     RUN_TIMEOUT_SECONDS,
     "Hard timeout of one run (then SIGTERM).",
+    flag_values=FLAGS,
+)
+_PROBLEMS = flags.DEFINE_list(
+    "problems",
+    [],
+    "--suite=optimizers: only these problems (default: all, "
+    f"{', '.join(optimizers.PROBLEMS)}).",
+    flag_values=FLAGS,
+)
+_BUDGET = flags.DEFINE_string(
+    "budget",
+    None,
+    f"--suite=optimizers: one of {', '.join(optimizers.BUDGETS)} (default "
+    "small): learning rates in the grid and seeds of the tuned rate.",
     flag_values=FLAGS,
 )
 _DATA_DIR = flags.DEFINE_string(
@@ -188,23 +210,119 @@ def make_job(arm: dict, seed: int) -> Job:
 
 
 @dataclasses.dataclass
+class StudyPlan:
+    """A study's runs (analysis/optimizers.py): the defaults and grids known
+    up front, each optimizer's tuned runs once its grid has ended.
+
+    `layout` is {problem: {optimizer: {"default": name, "grid": {rate:
+    name}, "seeds": {seed: name}}}}, "seeds" filled by `more`.
+    """
+
+    study: object  # optimizers.Study
+    problems: tuple
+    budget: str
+    seeds: int
+    layout: dict
+
+    def declaration(self) -> dict:
+        return {"study": self.study.declaration(self.problems, self.budget)}
+
+    def first_jobs(self) -> list:
+        jobs = []
+        for name in self.problems:
+            problem = self.study.problems[name]
+            self.layout[name] = {}
+            for opt in self.study.optimizers:
+                seed = optimizers.TUNING_SEED
+                default = make_job(optimizers.default_arm(problem, opt), seed)
+                grid = {
+                    rate: make_job(optimizers.rate_arm(problem, opt, rate), seed)
+                    for rate in self.study.grid(self.budget)
+                }
+                jobs += [default, *grid.values()]
+                self.layout[name][opt] = {
+                    "default": default.name,
+                    "grid": {rate: job.name for rate, job in grid.items()},
+                    "seeds": {},
+                }
+        return jobs
+
+    def more(self, root: str) -> list:
+        """The tuned runs of every optimizer whose grid has just ended."""
+        jobs = []
+        for name, by_opt in self.layout.items():
+            problem = self.study.problems[name]
+            for opt, runs in by_opt.items():
+                if runs["seeds"]:
+                    continue
+                grid = {r: os.path.join(root, n) for r, n in runs["grid"].items()}
+                try:
+                    rate = optimizers.best_rate(problem, grid)
+                except verdicts.RunProblem:
+                    continue  # a failed grid run: the ledger says so
+                if rate is None:
+                    continue
+                for seed in range(1 + optimizers.TUNING_SEED, 1 + self.seeds):
+                    job = make_job(optimizers.rate_arm(problem, opt, rate), seed)
+                    runs["seeds"][seed] = job.name
+                    jobs.append(job)
+        return jobs
+
+    def paths(self, root: str) -> dict:
+        def join(names):
+            if isinstance(names, dict):
+                return {k: join(v) for k, v in names.items()}
+            return os.path.join(root, names)
+
+        return join(self.layout)
+
+
+@dataclasses.dataclass
 class Plan:
     claims: dict  # id -> Claim
     scale: str
     jobs: dict  # name -> Job
     seed_paths: dict  # claim id -> {seed: {arm: job name}}
+    studies: dict = dataclasses.field(default_factory=dict)  # id -> StudyPlan
+
+    def more(self, root: str) -> list:
+        """Jobs that the runs ended so far make known (a study's later stage)."""
+        return [job for sp in self.studies.values() for job in sp.more(root)]
 
 
-def plan(claims: dict, scale: str, seeds: int | None) -> Plan:
+def plan(
+    claims: dict,
+    scale: str,
+    seeds: int | None,
+    problems: tuple = (),
+    budget: str = "small",
+) -> Plan:
     """Expands the claims' declarations at `scale` into jobs (shared runs once).
+
+    A study's first stage is planned here; its later jobs come from
+    `Plan.more` as its runs end.
 
     Raises:
       SuiteError: a declared run that does not resolve (a bug in the table).
     """
-    jobs, seed_paths = {}, {}
+    jobs, seed_paths, studies = {}, {}, {}
     for cid, claim in claims.items():
         seed_paths[cid] = {}
         if claim.pending:
+            continue
+        if claim.study is not None:
+            sp = StudyPlan(
+                claim.study,
+                tuple(problems or claim.study.problems),
+                budget,
+                seeds or claim.study.budgets[budget].seeds,
+                {},
+            )
+            try:
+                jobs.update((j.name, j) for j in sp.first_jobs())
+            except ValueError as e:
+                raise SuiteError(f"claim {cid}: {e}") from None
+            studies[cid] = sp
             continue
         declared = claim.scales[scale]
         for seed in range(seeds or declared.seeds):
@@ -217,7 +335,7 @@ def plan(claims: dict, scale: str, seeds: int | None) -> Plan:
                 jobs[job.name] = job
                 arms[arm] = job.name
             seed_paths[cid][seed] = arms
-    return Plan(claims, scale, jobs, seed_paths)
+    return Plan(claims, scale, jobs, seed_paths, studies)
 
 
 def check_manifest(root: str, suite: str, p: Plan) -> None:
@@ -227,7 +345,12 @@ def check_manifest(root: str, suite: str, p: Plan) -> None:
     number of seeds: more seeds only add runs).
     """
     path = os.path.join(root, MANIFEST_FILE)
-    ours = {cid: c.declaration(p.scale) for cid, c in p.claims.items()}
+    ours = {
+        cid: p.studies[cid].declaration()
+        if cid in p.studies
+        else c.declaration(p.scale)
+        for cid, c in p.claims.items()
+    }
     old = None
     if os.path.exists(path):
         try:
@@ -260,10 +383,15 @@ def check_manifest(root: str, suite: str, p: Plan) -> None:
     os.makedirs(os.path.join(root, LOGS_DIR), exist_ok=True)
     schema.write_json(path, {"suite": suite, "scale": p.scale, "claims": ours})
     for job in p.jobs.values():
-        if job.kind in MAINS:
-            cfg = job.config_path(root)
-            if not os.path.exists(cfg):
-                schema.write_json(cfg, job.spec)
+        write_job_config(root, job)
+
+
+def write_job_config(root: str, job: Job) -> None:
+    """The --config file a training or pretraining job starts from."""
+    if job.kind in MAINS:
+        cfg = job.config_path(root)
+        if not os.path.exists(cfg):
+            schema.write_json(cfg, job.spec)
 
 
 # ---------------------------------------------------------------------------
@@ -527,8 +655,12 @@ class Outcome:
 
 
 def execute(root, p: Plan, executor, workers, timeout, data_dir, out=sys.stdout):
-    """Runs every job not yet done; returns {name: Outcome} of this session."""
-    todo = collections.deque(sorted(p.jobs))
+    """Runs every job not yet done; returns {name: Outcome} of this session.
+
+    Jobs start in plan order. Whenever jobs end, `p.more` may add jobs they
+    decide (a study's tuned runs); those go to the front of the queue.
+    """
+    todo = collections.deque(p.jobs)  # in plan order
     outcomes, running, waiting = {}, {}, {}
     started_at = time.time()
     durations = []
@@ -556,6 +688,7 @@ def execute(root, p: Plan, executor, workers, timeout, data_dir, out=sys.stdout)
         )
         out.flush()
 
+    ended = len(outcomes) + 1  # ask p.more once before anything ends
     while todo or running or waiting:
         now = time.time()
         for name, due in list(waiting.items()):
@@ -597,6 +730,14 @@ def execute(root, p: Plan, executor, workers, timeout, data_dir, out=sys.stdout)
                 )
             else:
                 outcomes[name] = Outcome("failed", seconds, f"exit {rc}: {last}")
+        if len(outcomes) != ended:
+            ended = len(outcomes)
+            for job in p.more(root):
+                if job.name not in p.jobs:
+                    p.jobs[job.name] = job
+                    write_job_config(root, job)
+                    # First: they complete a result (an optimizer's tuned runs).
+                    todo.appendleft(job.name)
         progress()
         time.sleep(0.2)
     progress(final=True)
@@ -615,6 +756,9 @@ def _clock(seconds: float) -> str:
 def build_ledger(root: str, suite: str, p: Plan) -> dict:
     claims = []
     for cid, claim in p.claims.items():
+        if cid in p.studies:
+            claims.append(_study_entry(root, cid, claim, p.studies[cid]))
+            continue
         seed_paths = {
             seed: {arm: os.path.join(root, name) for arm, name in arms.items()}
             for seed, arms in p.seed_paths[cid].items()
@@ -645,6 +789,27 @@ def build_ledger(root: str, suite: str, p: Plan) -> dict:
     return {"suite": suite, "scale": p.scale, "claims": claims, "runs": runs}
 
 
+def _study_entry(root: str, cid: str, claim, sp: StudyPlan) -> dict:
+    study = optimizers.study_results(sp.study, sp.paths(root), sp.budget)
+    return {
+        "id": cid,
+        "statement": claim.statement,
+        "source": claim.source,
+        "criterion": "a winner only where tuned spreads [min, max] over seeds "
+        "do not overlap; holds if Adam wins so on every problem, does not hold "
+        "if another optimizer beats Adam so on one",
+        "calibration": None,
+        "expected": claim.expected,
+        "note": "",
+        "runs": sp.layout,
+        "verdict": study.pop("verdict"),
+        "reason": study.pop("reason"),
+        "seeds": [],
+        "summary": {},
+        "study": study,
+    }
+
+
 def _num(v) -> str:
     if isinstance(v, (int, float)):
         return f"{v:.4g}" if math.isfinite(v) else str(v)
@@ -666,6 +831,8 @@ def format_ledger(ledger: dict) -> str:
                 vals = ", ".join(f"{k}={_num(v)}" for k, v in s["values"].items())
                 mark = "holds" if s["holds"] else "does not hold"
                 lines.append(f"    seed {s['seed']}: {mark}: {vals}")
+        if c.get("study"):
+            lines.append(optimizers.format_study(c["study"]))
         m = c["summary"]
         if m:
             lines.append(
@@ -701,6 +868,25 @@ def select_claims(suite: str, only, scale: str) -> dict:
     return {cid: table[cid] for cid in (only or table)}
 
 
+def check_study(claims: dict, problems, budget) -> None:
+    studies = [c.study for c in claims.values() if c.study is not None]
+    if not studies:
+        if problems or budget:
+            raise SuiteError("--problems and --budget apply to --suite=optimizers")
+        return
+    for study in studies:
+        unknown = [x for x in problems if x not in study.problems]
+        if unknown:
+            raise SuiteError(
+                f"Unknown problem {', '.join(unknown)}. "
+                f"Known: {', '.join(study.problems)}."
+            )
+        if budget is not None and budget not in study.budgets:
+            raise SuiteError(
+                f"Unknown budget '{budget}'. Known: {', '.join(study.budgets)}."
+            )
+
+
 def cores() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -730,6 +916,8 @@ class Options:
     ray_address: str | None = None
     run_timeout_seconds: float = RUN_TIMEOUT_SECONDS
     data_dir: str | None = None
+    problems: tuple = ()  # a study's problems (default: all)
+    budget: str | None = None  # a study's budget (default: small)
 
 
 def prepare(o: Options) -> tuple[str, Plan]:
@@ -740,7 +928,7 @@ def prepare(o: Options) -> tuple[str, Plan]:
     """
     claims = check_options(o)
     root = os.path.abspath(os.path.expanduser(o.output_dir))
-    p = plan(claims, o.scale, o.seeds)
+    p = plan(claims, o.scale, o.seeds, tuple(o.problems), o.budget or "small")
     check_manifest(root, o.suite, p)
     return root, p
 
@@ -754,6 +942,7 @@ def check_options(o: Options) -> dict:
         raise SuiteError(f"Unknown executor '{o.executor}'. Known: local, ray.")
     if o.ray_address and o.executor != "ray":
         raise SuiteError("--ray_address needs --executor=ray")
+    check_study(claims, o.problems, o.budget)
     check_workers(o.workers, o.oversubscribe or bool(o.ray_address))
     if o.executor == "ray":
         check_ray(o.ray_address)
@@ -827,6 +1016,8 @@ def main(argv):
         ray_address=_RAY_ADDRESS.value,
         run_timeout_seconds=_RUN_TIMEOUT.value,
         data_dir=_DATA_DIR.value,
+        problems=tuple(_PROBLEMS.value),
+        budget=_BUDGET.value,
     )
     try:
         run_suite(o)
@@ -844,7 +1035,13 @@ def main(argv):
 
 
 def _parse(argv):
-    """The suite's flags, then absl's own (logging) at their defaults."""
+    """The suite's flags, then absl's own (logging) at their defaults.
+
+    --help / --helpfull print the suite's flags and exit 0.
+    """
+    if any(a in cli.HELP_FLAGS for a in argv[1:]):
+        sys.stdout.write(f"{FLAGS.get_help()}\n")
+        sys.exit(cli.EXIT_OK)
     try:
         rest = FLAGS(argv)
         flags.FLAGS(argv[:1])

@@ -5,7 +5,11 @@
         --num_steps=500 --output_dir=runs/x
     python -m trainers.train --config=runs/x/config.json --output_dir=runs/y
 
-Running the same command again resumes from the last checkpoint. Exit codes
+Running the same command again resumes from the last checkpoint, or, for a
+run that already ended, says so. TensorFlow is imported only after every
+check that needs none (flags, config, output_dir, an ended run), so --help
+and those refusals take about a second, not the 5-8 s of TensorFlow's
+start-up (tests/test_startup.py). Exit codes
 (analysis/cli.py): 0 completed (or early-stopped), 2 a user mistake (one
 line on stderr), 3 diverged (see status.json), 130 interrupted by Ctrl-C or
 SIGTERM (status "failed", resumable), 1 an error: one line for a failed
@@ -25,20 +29,28 @@ import sys
 signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(130))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from trainers import console  # noqa: E402
+# None of these imports TensorFlow: --help, the flags (made from the zoo's
+# signatures) and every refusal of bad input come before TensorFlow starts.
+from absl import app, logging  # noqa: E402
 
-with console.captured_fd2() as _import_noise:
-    from absl import app  # noqa: E402
+from analysis import cli, schema  # noqa: E402
+from trainers import console, writer  # noqa: E402
+from trainers import flags as gz_flags  # noqa: E402
+from trainers.config import upgrade_record  # noqa: E402
 
-    from analysis import cli, schema  # noqa: E402
-    from trainers import flags as gz_flags  # noqa: E402
-    from trainers import runner, writer  # noqa: E402
 
-    # Probing for GPUs makes the CUDA libraries print their start-up lines
-    # (e.g. "failed call to cuInit" on a machine without one): here, into
-    # the capture, not on the terminal. It does not start the runtime, so
-    # logical devices and multi_worker can still be set up after it.
-    runner.tf.config.list_physical_devices("GPU")
+def _import_tensorflow():
+    """trainers.runner (TensorFlow, Keras, TFDS); returns (runner, the
+    C++ libraries' start-up lines, for the run's log.txt)."""
+    with console.captured_fd2() as noise:
+        from trainers import runner
+
+        # Probing for GPUs makes the CUDA libraries print their start-up
+        # lines (e.g. "failed call to cuInit" on a machine without one):
+        # here, into the capture, not on the terminal. It does not start the
+        # runtime, so logical devices and multi_worker can still be set up.
+        runner.tf.config.list_physical_devices("GPU")
+    return runner, noise()
 
 
 def _interrupt(signum, frame):
@@ -52,14 +64,24 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
     console.quiet_terminal()
-    if gz_flags.NUM_CPU_DEVICES.value:
-        runner.split_cpu(gz_flags.NUM_CPU_DEVICES.value)
     output_dir = os.path.expanduser(gz_flags.OUTPUT_DIR.value or "")
     config = None
     try:
+        # Every check that needs no TensorFlow: the flags and the config,
+        # then the output_dir (claimed and let go: build_run claims it for
+        # good), then whether the run already ended.
         config = gz_flags.config_from_flags()
         resolved = config.resolved()
         gz_flags.log_recipe(config)
+        writer.claim(output_dir).release()
+        ended = _ended(output_dir, resolved)
+        if ended is not None:
+            logging.info("%s: already %s", output_dir, ended.message)
+            _report(ended, output_dir, resolved)
+            return
+        runner, import_noise = _import_tensorflow()
+        if gz_flags.NUM_CPU_DEVICES.value:
+            runner.split_cpu(gz_flags.NUM_CPU_DEVICES.value)
         strategy = None
         if resolved.strategy == "multi_worker":
             # Like split_cpu, before TensorFlow runs any op (and after every
@@ -77,7 +99,7 @@ def main(argv):
     except KeyboardInterrupt:
         sys.stderr.write("interrupted before training started\n")
         sys.exit(cli.EXIT_INTERRUPTED)
-    log = console.log_to(built.run_dir.file(schema.LOG_FILE), _import_noise())
+    log = console.log_to(built.run_dir.file(schema.LOG_FILE), import_noise)
     try:
         result = built.train()
     except schema.RunDirError as e:  # an unrestorable checkpoint
@@ -96,10 +118,28 @@ def main(argv):
         sys.exit(cli.EXIT_ERROR)
     finally:
         console.stop_logging(log)
+    _report(result, output_dir, resolved)
+
+
+def _ended(output_dir: str, resolved) -> schema.Status | None:
+    """The status of a run in output_dir that already ended with this
+    config, which a re-run only reports (before TensorFlow starts); None
+    when the run must be built (new, to resume, to overwrite, to restore a
+    missing model.keras, or not on the default strategy)."""
+    if gz_flags.OVERWRITE.value or resolved.strategy != "default":
+        return None
+    return writer.ended_status(output_dir, resolved.to_dict(), upgrade=upgrade_record)
+
+
+def _report(result, output_dir: str, resolved) -> None:
+    """The result's two lines; exit code 3 for a diverged run."""
     print(f"{result.state} at step {result.step}: {result.message}")
     copy = ""
-    if resolved.strategy == "multi_worker" and not runner.read_tf_config().is_chief:
-        copy = " (this worker's copy; the chief's output_dir is the run)"
+    if resolved.strategy == "multi_worker":
+        from trainers import runner  # already imported by the run
+
+        if not runner.read_tf_config().is_chief:
+            copy = " (this worker's copy; the chief's output_dir is the run)"
     print(f"run directory: {output_dir}{copy}")
     if result.state == "diverged":
         sys.exit(cli.EXIT_DIVERGED)

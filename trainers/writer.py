@@ -65,6 +65,43 @@ def read_record(path: str) -> schema.RunRecord | None:
         return None
 
 
+def has_ended(status: schema.Status, num_steps: int) -> bool:
+    """Whether a run with this status is over for a run of `num_steps`.
+
+    A diverged or early-stopped run stays as it ended; a completed one is
+    extended only if asked for more steps (the CLI refuses that as a
+    changed config).
+    """
+    return status.state == "diverged" or (
+        status.state == "completed"
+        and (status.step >= num_steps or status.early_stopped)
+    )
+
+
+def ended_status(path: str, config: dict, *, upgrade=None) -> schema.Status | None:
+    """The status of the run in `path` if it already ended with `config`
+    (RunConfig fields) and its model.keras is there; else None.
+
+    Reads config.json and status.json only, so a command can report an
+    ended run before it starts TensorFlow. Everything else (another config,
+    a missing model.keras, a phase of a pretraining run) is for
+    `RunDir.open` and the loop to decide.
+    """
+    record, status = read_record(path), read_status(path)
+    if (
+        record is None
+        or status is None
+        or not os.path.isfile(os.path.join(path, schema.MODEL_FILE))
+        or (record.worker, record.pretraining, record.phase) != (None, None, None)
+    ):
+        return None
+    if upgrade is not None:
+        record = upgrade(record)
+    if _differences(record.config, config, NOT_COMPARED):
+        return None
+    return status if has_ended(status, config["num_steps"]) else None
+
+
 def read_status(path: str) -> schema.Status | None:
     """The status of the run in directory `path`, or None if unreadable."""
     try:
@@ -391,9 +428,9 @@ def _unusable(path: str, e: OSError) -> str:
 def claim(path: str) -> RunDir:
     """A RunDir for `path`, locked if it exists; nothing is written.
 
-    Refuses at once (RunDirError) an empty path, a path that is a file, a
-    non-empty directory holding no gradzoo run, and a directory whose owner
-    is alive.
+    Refuses at once (RunDirError) an empty path, a path that is a file or
+    too long for a run's files, a non-empty directory holding no gradzoo
+    run, and a directory whose owner is alive.
     """
     if not path:
         raise RunDirError("output_dir is empty")
@@ -407,6 +444,7 @@ def claim(path: str) -> RunDir:
     if os.path.exists(path) and not os.path.isdir(path):
         raise RunDirError(f"output_dir {path} exists and is not a directory")
     run_dir = RunDir(path)
+    run_dir._check_length()
     if os.path.isdir(path):
         if read_record(path) is None and os.listdir(path):
             raise RunDirError(

@@ -5,8 +5,18 @@
     >>> model = zoo.get_model("residual_mlp", input_shape=(64,), num_outputs=10)
     >>> print(zoo.get_pair("mlp_residual").describe())
     >>> zoo.depth_axis(model)  # the variables analysis profiles, by depth
+    >>> model = zoo.load_model("runs/x/model.keras")  # in any process
 
-Tested by tests/zoo.
+`import zoo` does not import TensorFlow or Keras (about 0.3 s instead of
+5-8 s): the registries, builder signatures, pairs and task specs are plain
+Python, and Keras, TensorFlow and TFDS are imported where a model is built
+or loaded or a task's data is read. So a command's --help, its flags and its
+refusals of bad input cost no TensorFlow start-up. The price: a model.keras
+that holds one of gradzoo's own layers (zoo/layers.py) loads with
+`zoo.load_model(path)`, or with `keras.saving.load_model` after `import
+zoo.layers`, not after a bare `import zoo`.
+
+Tested by tests/zoo and tests/test_startup.py.
 """
 
 # The family modules register their builders when imported; importing them
@@ -19,10 +29,11 @@ from zoo.registry import (
     get_model,
     kernel_depth_axis,
     list_models,
+    load_model,
     model_spec,
     register_model,
 )
-from zoo.rnn import RecurrentInitializer, hidden_state_model, recurrent_layers
+from zoo.rnn import hidden_state_model, recurrent_layers
 from zoo.tasks import (
     Task,
     TaskDataError,
@@ -36,7 +47,6 @@ __all__ = [
     "Arm",
     "ModelSpec",
     "Pair",
-    "RecurrentInitializer",
     "Task",
     "TaskDataError",
     "depth_axis",
@@ -47,6 +57,7 @@ __all__ = [
     "list_models",
     "list_pairs",
     "list_tasks",
+    "load_model",
     "load_task",
     "model_spec",
     "recurrent_layers",

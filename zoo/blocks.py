@@ -2,17 +2,19 @@
 
 Every choice is a string so that it can be a flag, a config value and a
 registry enum at once; an unknown string is a ValueError listing the known
-ones. `Scalar` is the one layer gradzoo defines (ReZero's and Fixup's scalar
-multipliers and biases). Tested by tests/zoo/test_models.py and
+ones. Keras is imported inside the functions that make layers, so the
+annotations here (read for flags) need no TensorFlow; the layers gradzoo
+defines itself are in zoo/layers.py. Tested by tests/zoo/test_models.py and
 tests/zoo/test_cnn.py.
 """
 
 import math
-from typing import Annotated, Literal
-
-import keras
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from zoo.signature import AtLeast, Positive
+
+if TYPE_CHECKING:
+    import keras
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu")
 
@@ -61,14 +63,18 @@ def _check(kind: str, value: str, known: tuple[str, ...]) -> None:
         )
 
 
-def activation(name: str, *, layer_name: str) -> keras.layers.Layer:
+def activation(name: str, *, layer_name: str) -> "keras.layers.Layer":
     """An activation layer; Keras' leaky_relu uses negative_slope=0.2."""
+    import keras
+
     _check("activation", name, ACTIVATIONS)
     return keras.layers.Activation(name, name=layer_name)
 
 
-def initializer(name: str, *, std: float = 0.01) -> keras.initializers.Initializer:
+def initializer(name: str, *, std: float = 0.01) -> "keras.initializers.Initializer":
     """A kernel initializer; `std` applies to "small_normal" only."""
+    import keras
+
     _check("initializer", name, INITIALIZERS)
     if name == "small_normal":
         if not std > 0:
@@ -77,7 +83,7 @@ def initializer(name: str, *, std: float = 0.01) -> keras.initializers.Initializ
     return keras.initializers.get(name)
 
 
-def norm(kind: str, *, layer_name: str) -> keras.layers.Layer | None:
+def norm(kind: str, *, layer_name: str) -> "keras.layers.Layer | None":
     """A normalization layer over the last axis, or None for "none".
 
     BatchNormalization keeps Keras' defaults (momentum 0.99, epsilon 1e-3)
@@ -86,6 +92,8 @@ def norm(kind: str, *, layer_name: str) -> keras.layers.Layer | None:
     single-device run does (measured: losses within 1.2e-7 over 10 steps,
     against 2.3e-2 apart with per-replica statistics).
     """
+    import keras
+
     _check("norm", kind, NORMS)
     if kind == "batch":
         return keras.layers.BatchNormalization(synchronized=True, name=layer_name)
@@ -94,8 +102,10 @@ def norm(kind: str, *, layer_name: str) -> keras.layers.Layer | None:
     return None
 
 
-def regularizer(l1: float, l2: float) -> keras.regularizers.Regularizer | None:
+def regularizer(l1: float, l2: float) -> "keras.regularizers.Regularizer | None":
     """An L1/L2 kernel penalty, or None when both are zero."""
+    import keras
+
     if not (0 <= l1 < math.inf and 0 <= l2 < math.inf):
         raise ValueError(
             f"l1 and l2 must be >= 0 and finite. Received: l1={l1}, l2={l2}"
@@ -127,38 +137,3 @@ def check_branch_scale(
             "branch_scale='fixup' trains without normalization; use "
             f"norm='none'. Received: norm={norm!r}"
         )
-
-
-@keras.saving.register_keras_serializable(package="gradzoo")
-class Scalar(keras.layers.Layer):
-    """One trainable scalar that multiplies (op="multiply") or is added to
-    (op="add") its input, starting at `initial`.
-
-    ReZero's a (multiply, 0), Fixup's multiplier (multiply, 1) and Fixup's
-    biases (add, 0). Registered as "gradzoo>Scalar": a model.keras holding
-    one loads after `import zoo` (or `import zoo.blocks`), which registers it.
-    """
-
-    def __init__(self, op: str = "multiply", initial: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
-        if op not in ("multiply", "add"):
-            raise ValueError(f"op must be 'multiply' or 'add'. Received: op={op!r}")
-        self.op = op
-        self.initial = float(initial)
-
-    def build(self, input_shape):
-        self.value = self.add_weight(
-            name="value",
-            shape=(),
-            initializer=keras.initializers.Constant(self.initial),
-        )
-
-    def call(self, x):
-        value = keras.ops.cast(self.value, x.dtype)
-        return x * value if self.op == "multiply" else x + value
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "op": self.op, "initial": self.initial}

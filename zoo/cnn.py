@@ -13,15 +13,19 @@ models that differ in nothing else.
     ...                       depth=56)
     >>> zoo.depth_axis(model)  # stem, then each block's convs and projection
 
+Keras is imported where a model is built, so registering the builders (and
+reading their signatures for flags) needs no TensorFlow.
+
 Tested by tests/zoo/test_cnn.py.
 """
 
-from typing import Literal
-
-import keras
+from typing import TYPE_CHECKING, Literal
 
 from zoo import blocks
 from zoo.registry import register_model
+
+if TYPE_CHECKING:
+    import keras
 
 _TINY = {"depth": 8, "width": 4}
 _INPUT_KINDS = ("image",)
@@ -74,6 +78,8 @@ class _Body:
         self.use_bias = norm == "none" and branch_scale != "fixup"
 
     def conv(self, x, filters, name, *, kernel=3, strides=1, zero=False):
+        import keras
+
         # A fresh initializer per layer: one reused unseeded Keras initializer
         # would give every layer the same weights.
         return keras.layers.Conv2D(
@@ -99,6 +105,8 @@ class _Body:
 
 def _shortcut(body, x, filters, strides, shortcut, prefix):
     """The block's identity path; option A or B when the shape changes."""
+    import keras
+
     if strides == 1 and x.shape[-1] == filters:
         return x
     if shortcut == "B":
@@ -118,22 +126,26 @@ def _shortcut(body, x, filters, strides, shortcut, prefix):
 
 def _block(body, x, filters, strides, *, residual, shortcut, prefix):
     """conv-norm-act-conv-norm, then (+ shortcut) and act."""
+    import keras
+
+    from zoo.layers import Scalar
+
     fixup = body.branch_scale == "fixup"
     h = x
     if fixup:
-        h = blocks.Scalar("add", 0.0, name=f"{prefix}_conv1_bias")(h)
+        h = Scalar("add", 0.0, name=f"{prefix}_conv1_bias")(h)
     h = body.conv_norm(h, filters, f"{prefix}_conv1", strides=strides)
     if fixup:
-        h = blocks.Scalar("add", 0.0, name=f"{prefix}_conv1_act_bias")(h)
+        h = Scalar("add", 0.0, name=f"{prefix}_conv1_act_bias")(h)
     h = body.act(h, f"{prefix}_conv1_act")
     if fixup:
-        h = blocks.Scalar("add", 0.0, name=f"{prefix}_conv2_bias")(h)
+        h = Scalar("add", 0.0, name=f"{prefix}_conv2_bias")(h)
     h = body.conv_norm(h, filters, f"{prefix}_conv2", zero=fixup)
     if body.branch_scale == "rezero":
-        h = blocks.Scalar("multiply", 0.0, name=f"{prefix}_rezero")(h)
+        h = Scalar("multiply", 0.0, name=f"{prefix}_rezero")(h)
     if fixup:
-        h = blocks.Scalar("multiply", 1.0, name=f"{prefix}_scale")(h)
-        h = blocks.Scalar("add", 0.0, name=f"{prefix}_bias_out")(h)
+        h = Scalar("multiply", 1.0, name=f"{prefix}_scale")(h)
+        h = Scalar("add", 0.0, name=f"{prefix}_bias_out")(h)
     if residual:
         s = _shortcut(body, x, filters, strides, shortcut, prefix)
         h = keras.layers.Add(name=f"{prefix}_add")([h, s])
@@ -153,7 +165,11 @@ def _cnn(
     branch_scale,
     residual,
     name,
-) -> keras.Model:
+) -> "keras.Model":
+    import keras
+
+    from zoo.layers import Scalar
+
     n = _check_depth(depth)
     _check_input(input_shape)
     if num_outputs < 1:
@@ -171,7 +187,7 @@ def _cnn(
     inputs = keras.Input(shape=tuple(input_shape), name="inputs")
     x = body.conv_norm(inputs, width, "stem_conv")
     if fixup:
-        x = blocks.Scalar("add", 0.0, name="stem_bias")(x)
+        x = Scalar("add", 0.0, name="stem_bias")(x)
     x = body.act(x, "stem_act")
     for stage in range(3):
         for j in range(n):
@@ -187,7 +203,7 @@ def _cnn(
             )
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     if fixup:
-        x = blocks.Scalar("add", 0.0, name="head_bias")(x)
+        x = Scalar("add", 0.0, name="head_bias")(x)
     outputs = keras.layers.Dense(
         num_outputs,
         kernel_initializer="zeros" if fixup else blocks.initializer(initializer),
@@ -206,13 +222,15 @@ def _cnn(
     return model
 
 
-def cnn_depth_axis(model: keras.Model) -> list[tuple[int, str]]:
+def cnn_depth_axis(model: "keras.Model") -> list[tuple[int, str]]:
     """Position 0 the stem's kernel; position k+1 block k's kernels.
 
     A block's two convolution kernels and its projection shortcut's kernel
     (option B, where the shape changes) share the block's position:
     `gradient_profile` takes their joint norm. The head is not on the axis.
     """
+    import keras
+
     convs = [
         layer
         for layer in model.layers
@@ -243,7 +261,7 @@ def plain_cnn(
     activation: blocks.Activation = "relu",
     initializer: blocks.Initializer = "he_normal",
     branch_scale: blocks.BranchScale = "none",
-) -> keras.Model:
+) -> "keras.Model":
     """The CIFAR plain net of He et al. 2016: `resnet` without shortcuts.
 
     - `stem_conv`: 3x3, `width` filters -> `stem_conv_norm` -> `stem_act`.
@@ -293,7 +311,7 @@ def resnet(
     activation: blocks.Activation = "relu",
     initializer: blocks.Initializer = "he_normal",
     branch_scale: blocks.BranchScale = "none",
-) -> keras.Model:
+) -> "keras.Model":
     """The CIFAR ResNet of He et al. 2016: `plain_cnn` with shortcuts.
 
     - Layers as `plain_cnn`; each block adds its input back before its last

@@ -5,13 +5,19 @@ adds identity skips around blocks 1..depth-1 (block 0 changes the width, so it
 has none). That makes "does the skip connection fix the gradient?" a
 comparison of two models that differ in nothing else.
 
+Keras is imported where a model is built, so registering the builders (and
+reading their signatures for flags) needs no TensorFlow.
+
 Tested by tests/zoo/test_models.py.
 """
 
-import keras
+from typing import TYPE_CHECKING
 
 from zoo import blocks
 from zoo.registry import register_model
+
+if TYPE_CHECKING:
+    import keras
 
 _TINY = {"depth": 3, "width": 8}
 _INPUT_KINDS = ("vector", "image")
@@ -32,7 +38,11 @@ def _mlp(
     branch_scale,
     residual,
     name,
-) -> keras.Model:
+) -> "keras.Model":
+    import keras
+
+    from zoo.layers import Scalar
+
     if depth < 1:
         raise ValueError(f"depth must be >= 1. Received: depth={depth}")
     if width < 1:
@@ -64,30 +74,32 @@ def _mlp(
         branch = residual and i > 0
         h = x
         if fixup and branch:
-            h = blocks.Scalar("add", 0.0, name=f"{prefix}_bias_in")(h)
+            h = Scalar("add", 0.0, name=f"{prefix}_bias_in")(h)
         h = dense(width, f"{prefix}_dense", zero=fixup and branch)(h)
         norm_layer = blocks.norm(norm, layer_name=f"{prefix}_norm")
         if norm_layer is not None:
             h = norm_layer(h)
         h = blocks.activation(activation, layer_name=f"{prefix}_act")(h)
         if branch and branch_scale == "rezero":
-            h = blocks.Scalar("multiply", 0.0, name=f"{prefix}_rezero")(h)
+            h = Scalar("multiply", 0.0, name=f"{prefix}_rezero")(h)
         if branch and fixup:
-            h = blocks.Scalar("multiply", 1.0, name=f"{prefix}_scale")(h)
-            h = blocks.Scalar("add", 0.0, name=f"{prefix}_bias_out")(h)
+            h = Scalar("multiply", 1.0, name=f"{prefix}_scale")(h)
+            h = Scalar("add", 0.0, name=f"{prefix}_bias_out")(h)
         x = keras.layers.Add(name=f"{prefix}_add")([x, h]) if branch else h
     if fixup:
-        x = blocks.Scalar("add", 0.0, name="head_bias")(x)
+        x = Scalar("add", 0.0, name="head_bias")(x)
     outputs = dense(num_outputs, "head_dense", zero=fixup)(x)
     return keras.Model(inputs, outputs, name=name)
 
 
-def mlp_depth_axis(model: keras.Model) -> list[tuple[int, str]]:
+def mlp_depth_axis(model: "keras.Model") -> list[tuple[int, str]]:
     """The kernel of each hidden block, `blockNN_dense/kernel`, in block order.
 
     `_mlp` builds `depth` Dense layers `blockNN_dense` and one `head_dense`;
     the head maps to the outputs, so it is not on the depth axis.
     """
+    import keras
+
     depth = sum(isinstance(layer, keras.layers.Dense) for layer in model.layers) - 1
     names = [f"{blocks.block_prefix(i, depth)}_dense" for i in range(depth)]
     return [(i, model.get_layer(n).kernel.path) for i, n in enumerate(names)]
@@ -109,7 +121,7 @@ def plain_mlp(
     l1: blocks.Penalty = 0.0,
     l2: blocks.Penalty = 0.0,
     branch_scale: blocks.BranchScale = "none",
-) -> keras.Model:
+) -> "keras.Model":
     """A plain deep MLP: `depth` hidden layers, then a linear head.
 
     - Flatten, then `depth` blocks `blockNN_dense` (width units) ->
@@ -158,7 +170,7 @@ def residual_mlp(
     l1: blocks.Penalty = 0.0,
     l2: blocks.Penalty = 0.0,
     branch_scale: blocks.BranchScale = "none",
-) -> keras.Model:
+) -> "keras.Model":
     """`plain_mlp` with identity skips: x <- x + act(norm(dense(x))).
 
     - Same layers and parameter count as `plain_mlp`; blocks 1..depth-1 add

@@ -29,14 +29,19 @@ The layers are shared with `model`: training an autoencoder changes the
 network's layer in place. Building one freezes the layers below it
 (`trainable = False`); `unfreeze(model)` undoes that for fine-tuning.
 
+The autoencoder's own layers (`MaskingNoise`, `TiedDense`, `StackPair`) are in
+zoo/layers.py; Keras is imported where an autoencoder is built, so `import
+zoo` needs no TensorFlow.
+
 Tested by tests/zoo/test_pretraining.py.
 """
 
 import dataclasses
 import re
+from typing import TYPE_CHECKING
 
-import keras
-import tensorflow as tf
+if TYPE_CHECKING:
+    import keras
 
 _DENSE = re.compile(r"^(block\d+)_dense$")
 
@@ -61,7 +66,7 @@ class Stage:
     frozen: tuple[str, ...]  # the network's variable paths held fixed below it
 
 
-def hidden_stack(model: keras.Model) -> list[HiddenLayer]:
+def hidden_stack(model: "keras.Model") -> list[HiddenLayer]:
     """The hidden layers of `model`'s dense stack, input side first.
 
     A hidden layer is a Dense layer named `blockNN_dense` (the zoo's naming,
@@ -71,6 +76,8 @@ def hidden_stack(model: keras.Model) -> list[HiddenLayer]:
     Raises:
       ValueError: the model has no such layer (e.g. a recurrent model).
     """
+    import keras
+
     names = {layer.name for layer in model.layers}
     stack = []
     for layer in model.layers:
@@ -88,7 +95,7 @@ def hidden_stack(model: keras.Model) -> list[HiddenLayer]:
     return [HiddenLayer(i, *entry) for i, entry in enumerate(stack)]
 
 
-def check_layers(model: keras.Model, layers) -> list[int]:
+def check_layers(model: "keras.Model", layers) -> list[int]:
     """The layer indices to pretrain (None: all), checked against the stack.
 
     Raises:
@@ -112,7 +119,7 @@ def check_layers(model: keras.Model, layers) -> list[int]:
     return layers
 
 
-def schedule(model: keras.Model, layers=None) -> list[Stage]:
+def schedule(model: "keras.Model", layers=None) -> list[Stage]:
     """The greedy schedule over `layers` (default: every hidden layer).
 
     Stage k trains hidden layer k (its Dense layer and, if present, its
@@ -138,84 +145,11 @@ def _block_variables(model, hidden: HiddenLayer) -> list:
     ]
 
 
-def unfreeze(model: keras.Model) -> None:
+def unfreeze(model: "keras.Model") -> None:
     """Makes every layer of `model` trainable again (before fine-tuning)."""
     model.trainable = True
     for layer in model.layers:
         layer.trainable = True
-
-
-@keras.saving.register_keras_serializable(package="gradzoo")
-class MaskingNoise(keras.layers.Layer):
-    """Zeroes each input entry with probability `rate` while training.
-
-    Masking noise of the denoising autoencoder (Vincent et al. 2008,
-    "Extracting and Composing Robust Features with Denoising
-    Autoencoders"). Unlike Dropout it does not rescale the kept entries: the
-    decoder is asked for the clean input. The mask is drawn by a stateless
-    op from (seed, the count of training calls so far), and that count is a
-    weight of the layer, so a checkpoint holds the noise's position too and
-    a resumed run draws the same masks.
-    """
-
-    def __init__(self, rate: float, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        if not 0 <= rate < 1:
-            raise ValueError(f"rate must be in [0, 1). Received: rate={rate}")
-        self.rate = float(rate)
-        self.seed = int(seed)
-        self.calls = self.add_weight(
-            shape=(),
-            dtype="int64",
-            initializer="zeros",
-            trainable=False,
-            aggregation="only_first_replica",
-            name="calls",
-        )
-
-    def call(self, inputs, training=False):
-        if not training or self.rate == 0:
-            return inputs
-        seed = tf.stack([tf.constant(self.seed, tf.int64), self.calls.value])
-        self.calls.assign_add(1)
-        keep = tf.random.stateless_uniform(tf.shape(inputs), seed=seed) >= self.rate
-        return inputs * tf.cast(keep, inputs.dtype)
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-
-@keras.saving.register_keras_serializable(package="gradzoo")
-class TiedDense(keras.layers.Layer):
-    """A decoder sharing an encoder's kernel: y = x @ kernel^T + own bias.
-
-    The kernel is the encoder Dense layer's variable itself, so it gets one
-    gradient summed over both uses. Saved with the autoencoder for the
-    record; it cannot be rebuilt on its own (it needs the encoder).
-    """
-
-    def __init__(self, encoder: keras.layers.Dense | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
-
-    def build(self, input_shape):
-        units = self.encoder.kernel.shape[0]
-        self.bias = self.add_weight(shape=(units,), initializer="zeros", name="bias")
-
-    def call(self, inputs):
-        return tf.matmul(inputs, self.encoder.kernel, transpose_b=True) + self.bias
-
-    def get_config(self):
-        return {**super().get_config(), "encoder": None}
-
-
-@keras.saving.register_keras_serializable(package="gradzoo")
-class StackPair(keras.layers.Layer):
-    """[reconstruction, target] -> one tensor [batch, 2, units]."""
-
-    def call(self, inputs):
-        reconstruction, target = inputs
-        return tf.stack([reconstruction, tf.stop_gradient(target)], axis=1)
 
 
 def reconstruction_error(y_true, outputs):
@@ -224,19 +158,21 @@ def reconstruction_error(y_true, outputs):
     `outputs` is what `layer_autoencoder` returns, [batch, 2, units]; the
     labels `y_true` are not used (the target is the code itself).
     """
+    import tensorflow as tf
+
     del y_true
     outputs = tf.cast(outputs, tf.float32)
     return tf.reduce_mean(tf.square(outputs[:, 0] - outputs[:, 1]), axis=-1)
 
 
 def layer_autoencoder(
-    model: keras.Model,
+    model: "keras.Model",
     index: int,
     *,
     tied_weights: bool = False,
     denoising: float = 0.0,
     seed: int = 0,
-) -> keras.Model:
+) -> "keras.Model":
     """An autoencoder around hidden layer `index` of `model`, sharing its layers.
 
     - Input: the network's input. The layers below `index` (frozen: their
@@ -257,6 +193,10 @@ def layer_autoencoder(
       ValueError: no dense hidden stack, an index out of range, or a
         denoising rate outside [0, 1).
     """
+    import keras
+
+    from zoo.layers import MaskingNoise, StackPair, TiedDense
+
     (stage,) = schedule(model, [index])
     if not (isinstance(denoising, (int, float)) and 0 <= denoising < 1):
         raise ValueError(

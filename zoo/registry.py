@@ -17,10 +17,12 @@ Tested by tests/zoo/test_models.py and tests/zoo/test_depth_axis.py.
 import dataclasses
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-
-import keras
+from typing import TYPE_CHECKING
 
 from zoo import signature
+
+if TYPE_CHECKING:  # Keras is imported where a model is built or loaded
+    import keras
 
 # Keyword arguments a builder takes from the task, not from the user. Every
 # builder takes the first two; only sequence models take "output_per_step"
@@ -30,7 +32,7 @@ TASK_ARGUMENTS = ("input_shape", "num_outputs", "output_per_step")
 # A family's depth axis: (depth position, variable path) pairs of a built model,
 # in depth order, position 0 closest to the input. Several variables may share
 # a position (a residual block's convolutions and its projection shortcut).
-DepthAxis = Callable[[keras.Model], list[tuple[int, str]]]
+DepthAxis = Callable[["keras.Model"], list[tuple[int, str]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +40,7 @@ class ModelSpec:
     """A registered model: its builder and what it needs to be built."""
 
     name: str
-    builder: Callable[..., keras.Model]
+    builder: Callable[..., "keras.Model"]
     input_kinds: tuple[str, ...]
     tiny: Mapping[str, object]
     depth_axis: DepthAxis
@@ -106,8 +108,14 @@ def model_spec(name: str) -> ModelSpec:
     return lookup(_MODELS, "model", name)
 
 
-def get_model(name: str, **kwargs) -> keras.Model:
-    """Builds the registered model `name` with the given keyword arguments."""
+def get_model(name: str, **kwargs) -> "keras.Model":
+    """Builds the registered model `name` with the given keyword arguments.
+
+    Also registers gradzoo's own Keras objects (zoo/layers.py), so a process
+    that builds a zoo model can load any gradzoo model.keras.
+    """
+    from zoo import layers  # noqa: F401
+
     spec = model_spec(name)
     task_args = {k: kwargs.pop(k) for k in TASK_ARGUMENTS if k in kwargs}
     if task_args.get("output_per_step") and not spec.predicts_per_step:
@@ -119,7 +127,7 @@ def get_model(name: str, **kwargs) -> keras.Model:
     return spec.builder(**task_args, **spec.resolve(**kwargs))
 
 
-def kernel_depth_axis(model: keras.Model) -> list[tuple[int, str]]:
+def kernel_depth_axis(model: "keras.Model") -> list[tuple[int, str]]:
     """The depth axis of a model the zoo did not build: its kernels in order.
 
     Every trainable variable named `kernel` (Dense, Conv, a recurrent layer's
@@ -138,7 +146,7 @@ def kernel_depth_axis(model: keras.Model) -> list[tuple[int, str]]:
     return list(enumerate(dict.fromkeys(paths)))
 
 
-def _check_axis(model: keras.Model, axis, min_positions: int) -> None:
+def _check_axis(model: "keras.Model", axis, min_positions: int) -> None:
     where = f"Depth axis of model '{model.name}'"
     trainable = {v.path for v in model.trainable_variables}
     seen, last = set(), None
@@ -176,7 +184,7 @@ def _check_axis(model: keras.Model, axis, min_positions: int) -> None:
 
 
 def depth_axis(
-    model: keras.Model, *, min_positions: int = 2
+    model: "keras.Model", *, min_positions: int = 2
 ) -> tuple[tuple[int, str], ...]:
     """The (depth position, variable path) pairs of `model`'s depth axis.
 
@@ -196,3 +204,18 @@ def depth_axis(
     axis = list(declare(model))
     _check_axis(model, axis, min_positions)
     return tuple((position, path) for position, path in axis)
+
+
+def load_model(path: str, **kwargs) -> "keras.Model":
+    """`keras.saving.load_model(path, **kwargs)` for any gradzoo model.keras.
+
+    Registers gradzoo's own Keras objects (zoo/layers.py: `Scalar`,
+    `RecurrentInitializer`, ...) first; a model holding one loads in a
+    fresh process only after that. `import zoo.layers` before
+    `keras.saving.load_model` does the same.
+    """
+    import keras
+
+    from zoo import layers  # noqa: F401
+
+    return keras.saving.load_model(path, **kwargs)

@@ -11,7 +11,9 @@ gradient by the recurrent kernel W_hh and diag(f'(a_t)), so over a gap of k
 steps it is a product of k such factors. With tanh (|tanh'| <= 1) a recurrent kernel
 of spectral radius below 1 makes it vanish geometrically, above 1 lets it
 explode (Pascanu, Mikolov & Bengio 2013). `RecurrentInitializer` sets that
-radius exactly at init so experiments can put it where they want it.
+radius exactly at init so experiments can put it where they want it (it
+lives in zoo/layers.py with gradzoo's other Keras objects: Keras is imported
+where a model is built, so registering the builders needs no TensorFlow).
 
 Hidden states for analysis come from `hidden_state_model`, which shares the
 model's weights and leaves the model itself untouched.
@@ -21,14 +23,13 @@ Tested by tests/zoo/test_rnn.py
 """
 
 import math
-import random
-from typing import Literal
-
-import keras
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from zoo import blocks
 from zoo.registry import register_model
+
+if TYPE_CHECKING:
+    import keras
 
 RECURRENT_INITIALIZERS = ("orthogonal", "identity", "normal")
 
@@ -48,7 +49,7 @@ _TINY = {"units": 4, "num_layers": 2}
 _INPUT_KINDS = ("sequence",)
 
 
-def _check_radius(spectral_radius) -> None:
+def check_radius(spectral_radius) -> None:
     if not 0 < spectral_radius < math.inf:  # also refuses NaN
         raise ValueError(
             "spectral_radius must be positive and finite. "
@@ -56,85 +57,12 @@ def _check_radius(spectral_radius) -> None:
         )
 
 
-def _check_choice(kind: str, value, known: tuple[str, ...]) -> None:
+def check_choice(kind: str, value, known: tuple[str, ...]) -> None:
     if value not in known:
         raise ValueError(
             f"Unknown {kind} '{value}'. Known: {', '.join(known)}. "
             f"Received: {kind}={value!r}"
         )
-
-
-@keras.saving.register_keras_serializable(package="gradzoo")
-class RecurrentInitializer(keras.initializers.Initializer):
-    """A recurrent kernel whose every [n, n] gate block has a set spectral radius.
-
-    A recurrent kernel has shape (n, k * n): k = 1 for SimpleRNN, 4 for LSTM
-    (gates i, f, c, o) and 3 for GRU (z, r, h). Each of the k blocks is
-    `spectral_radius` times
-
-    - "orthogonal": a random orthogonal matrix (all singular values, hence all
-      |eigenvalues|, equal 1);
-    - "identity": the identity (with ReLU, the IRNN of Le, Jaitly & Hinton
-      2015, "A Simple Way to Initialize Recurrent Networks of Rectified
-      Linear Units");
-    - "normal": an N(0, 1/n) sample (radius about 1 by the circular law),
-      divided by its own spectral radius max |eigenvalue|, so the radius is
-      exact rather than approximate.
-
-    Per block, not per kernel: Keras' own "orthogonal" on an LSTM's (n, 4n)
-    kernel makes the rows of the whole kernel orthonormal, so no gate block is
-    orthogonal; here each gate's recurrent matrix is, and `spectral_radius`
-    means the same thing for all three cells.
-
-    Draws come from `keras.random` with an integer seed; an unseeded
-    initializer takes its seed from Python's `random` when constructed, as
-    Keras' own initializers do, so `keras.utils.set_random_seed` makes models
-    reproducible and two initializers built in a row draw different matrices.
-    The eigenvalues are computed with NumPy in float64; Keras creates
-    variables eagerly (under `tf.init_scope`), so this works even when a model
-    is built inside a `tf.function` or a distribution strategy scope.
-    """
-
-    def __init__(self, kind="orthogonal", spectral_radius=1.0, seed=None):
-        _check_choice("recurrent_initializer", kind, RECURRENT_INITIALIZERS)
-        _check_radius(spectral_radius)
-        if seed is not None and not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer or None. Received: seed={seed}")
-        self.kind = kind
-        self.spectral_radius = float(spectral_radius)
-        self._init_seed = seed
-        self.seed = random.randint(1, int(1e9)) if seed is None else seed
-
-    def __call__(self, shape, dtype=None):
-        shape = tuple(shape)
-        if len(shape) != 2 or shape[0] < 1 or shape[1] % shape[0]:
-            raise ValueError(
-                "A recurrent kernel has shape (units, k * units). "
-                f"Received: shape={shape}"
-            )
-        n, num_blocks = shape[0], shape[1] // shape[0]
-        if self.kind == "identity":
-            mats = np.broadcast_to(np.eye(n), (num_blocks, n, n))
-        else:
-            draw = keras.random.normal((num_blocks, n, n), seed=self.seed)
-            mats = keras.ops.convert_to_numpy(draw).astype(np.float64) / math.sqrt(n)
-            if self.kind == "orthogonal":
-                q, r = np.linalg.qr(mats)
-                # Sign-correct the columns so Q is Haar-distributed, as Keras does.
-                signs = np.where(np.diagonal(r, axis1=1, axis2=2) < 0, -1.0, 1.0)
-                mats = q * signs[:, None, :]
-            else:
-                radius = np.abs(np.linalg.eigvals(mats)).max(axis=-1)
-                mats = mats / radius[:, None, None]
-        kernel = np.concatenate(list(self.spectral_radius * mats), axis=1)
-        return keras.ops.convert_to_tensor(kernel, dtype=dtype or keras.config.floatx())
-
-    def get_config(self):
-        return {
-            "kind": self.kind,
-            "spectral_radius": self.spectral_radius,
-            "seed": self._init_seed,
-        }
 
 
 def _rnn(
@@ -156,7 +84,12 @@ def _rnn(
     recurrent_l2,
     name,
     **cell_args,
-) -> keras.Model:
+) -> "keras.Model":
+    import keras
+
+    from zoo import fused_rnn
+    from zoo.layers import RecurrentInitializer
+
     input_shape = tuple(input_shape)
     if len(input_shape) != 2:
         raise ValueError(
@@ -172,13 +105,11 @@ def _rnn(
             f"num_outputs must be >= 1. Received: num_outputs={num_outputs}"
         )
     norm = norm or "none"
-    _check_choice("norm", norm, RECURRENT_NORMS)
-    _check_choice(
-        "recurrent_initializer", recurrent_initializer, RECURRENT_INITIALIZERS
-    )
-    _check_radius(spectral_radius)
+    check_choice("norm", norm, RECURRENT_NORMS)
+    check_choice("recurrent_initializer", recurrent_initializer, RECURRENT_INITIALIZERS)
+    check_radius(spectral_radius)
     if "activation" in cell_args:  # before Keras, so the message is ours
-        _check_choice("activation", cell_args["activation"], RNN_ACTIVATIONS)
+        check_choice("activation", cell_args["activation"], RNN_ACTIVATIONS)
     if not (0 <= recurrent_l1 < math.inf and 0 <= recurrent_l2 < math.inf):
         raise ValueError(
             "recurrent_l1 and recurrent_l2 must be >= 0 and finite. "
@@ -188,8 +119,10 @@ def _rnn(
     recurrent_penalty = blocks.regularizer(recurrent_l1, recurrent_l2)
     layer_class = {
         "simple": keras.layers.SimpleRNN,
-        "lstm": keras.layers.LSTM,
-        "gru": keras.layers.GRU,
+        # Keras' LSTM and GRU with a faster whole-sequence path on CPU; the
+        # same weights and results (zoo/fused_rnn.py).
+        "lstm": fused_rnn.LSTM,
+        "gru": fused_rnn.GRU,
     }[cell]
 
     inputs = keras.Input(shape=input_shape, name="inputs")
@@ -221,7 +154,7 @@ def _rnn(
     return keras.Model(inputs, outputs, name=name)
 
 
-def rnn_depth_axis(model: keras.Model) -> list[tuple[int, str]]:
+def rnn_depth_axis(model: "keras.Model") -> list[tuple[int, str]]:
     """Each stacked recurrent layer's input kernel, `blockNN_rnn/<cell>/kernel`.
 
     The input kernel W carries the gradient from one layer down to the next;
@@ -253,7 +186,7 @@ def vanilla_rnn(
     l2: blocks.Penalty = 0.0,
     recurrent_l1: blocks.Penalty = 0.0,
     recurrent_l2: blocks.Penalty = 0.0,
-) -> keras.Model:
+) -> "keras.Model":
     """A stacked SimpleRNN, h_t = act(W x_t + W_hh h_{t-1} + b), then a linear head.
 
     - `num_layers` SimpleRNN layers `blockNN_rnn` of `units` units with
@@ -318,7 +251,7 @@ def lstm(
     l2: blocks.Penalty = 0.0,
     recurrent_l1: blocks.Penalty = 0.0,
     recurrent_l2: blocks.Penalty = 0.0,
-) -> keras.Model:
+) -> "keras.Model":
     """`vanilla_rnn` with LSTM cells (tanh, sigmoid gates i, f, c, o).
 
     - `num_layers` LSTM layers `blockNN_rnn`, optional LayerNorm, head, names,
@@ -361,7 +294,7 @@ def gru(
     l2: blocks.Penalty = 0.0,
     recurrent_l1: blocks.Penalty = 0.0,
     recurrent_l2: blocks.Penalty = 0.0,
-) -> keras.Model:
+) -> "keras.Model":
     """`vanilla_rnn` with GRU cells (tanh candidate, sigmoid gates z, r).
 
     - `num_layers` GRU layers `blockNN_rnn`, optional LayerNorm, head, names,
@@ -383,12 +316,16 @@ def gru(
     return _rnn(**locals(), cell="gru", name="gru")
 
 
-def recurrent_layers(model: keras.Model) -> list[keras.layers.Layer]:
+def recurrent_layers(model: "keras.Model") -> list["keras.layers.Layer"]:
     """The model's recurrent layers (`blockNN_rnn`) in depth order."""
+    import keras
+
     return [layer for layer in model.layers if isinstance(layer, keras.layers.RNN)]
 
 
-def hidden_state_model(model: keras.Model, layer: str = "block00_rnn") -> keras.Model:
+def hidden_state_model(
+    model: "keras.Model", layer: str = "block00_rnn"
+) -> "keras.Model":
     """A probe from the model's inputs to `layer`'s hidden states at every step.
 
     Returns a `keras.Model` with output [batch, time_steps, units]: h_t of the
@@ -402,6 +339,8 @@ def hidden_state_model(model: keras.Model, layer: str = "block00_rnn") -> keras.
     the states inside the loss computation; the probe is for the states'
     values and their statistics.
     """
+    import keras
+
     rnn = model.get_layer(layer)
     if not isinstance(rnn, keras.layers.RNN):
         raise ValueError(

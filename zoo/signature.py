@@ -149,15 +149,15 @@ def _describe(annotation, default) -> tuple[type, tuple | None, float | None, bo
 def arguments(fn: Callable, *, exclude: Iterable[str] = ()) -> dict[str, Argument]:
     """The keyword arguments of `fn` that have defaults, minus `exclude`."""
     inner = fn.func if isinstance(fn, functools.partial) else fn
-    hints = typing.get_type_hints(inner, include_extras=True)
     helps = _docstring_args(inner)
     out = {}
+    # The parameters' annotations as written (objects, not strings): the
+    # return annotation, a quoted "keras.Model", is never evaluated, so
+    # reading a builder's arguments imports no Keras.
     for name, p in inspect.signature(fn).parameters.items():
         if name in exclude or p.default is inspect.Parameter.empty:
             continue
-        kind, choices, bound, positive = _describe(
-            hints.get(name, inspect.Parameter.empty), p.default
-        )
+        kind, choices, bound, positive = _describe(p.annotation, p.default)
         out[name] = Argument(
             name, kind, p.default, choices, bound, positive, helps.get(name, "")
         )

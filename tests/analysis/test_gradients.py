@@ -86,13 +86,16 @@ def test_global_norm_survives_float32_overflow_and_underflow():
         [[3.0, 4.0], [0.0, 0.0]],  # an all-zero gradient is exactly 0
     ],
 )
-def test_l2_norms_and_global_norm_are_exact_at_every_scale(values):
+@pytest.mark.parametrize("wide", [True, False], ids=["float64", "float32"])
+def test_l2_norms_and_global_norm_are_exact_at_every_scale(values, wide):
     tensors = [tf.constant(v, tf.float32) for v in values]
     expected = [np.linalg.norm(np.asarray(v, np.float64)) for v in values]
-    norms = gradients.l2_norms(tensors).numpy()
+    halves = gradients.half_squares(tensors, wide=wide)
+    norms = gradients.l2_norms(tensors, halves).numpy()
     np.testing.assert_allclose(norms, expected, rtol=1e-6)
     total = np.sqrt(sum(e**2 for e in expected))
-    assert gradients.global_norm(tensors).numpy() == pytest.approx(total, rel=1e-6)
+    got = gradients.global_norm(tensors, halves).numpy()
+    assert got.dtype == np.float32 and got == pytest.approx(total, rel=1e-6)
 
 
 def test_layer_gradient_norms_leave_batchnorm_statistics_alone():

@@ -28,6 +28,7 @@ def test_every_case_runs_at_toy_size(name):
         "c_keras_fit",
         "d_bare_tape",
         "g_keras_fit_monitor_every_10",
+        "h_gradzoo_norms_every_100_no_update_norms",
     }
     assert cases == expected | ({"e_pytorch_eager"} if HAS_TORCH else set())
     for c in m["cases"].values():
@@ -53,7 +54,12 @@ def test_flop_count_matches_the_formula():
 
 
 def test_checks_and_table_from_results():
-    fake = {"steps_per_second": [1.0], "flops_per_second": 5e9, "peak_rss_mb": 1.0}
+    fake = {
+        "steps_per_second": [1.0],
+        "flops_per_second": 5e9,
+        "peak_rss_mb": 1.0,
+        "cpu_ratio_to_c": 1.0,
+    }
     cases = {
         k: {**fake, "median": v, "ratio_to_c": v / 100}
         for k, v in {
@@ -86,11 +92,14 @@ def test_checks_and_table_from_results():
 # The real sizes, by hand. A plain MLP: a first dense layer from the 64
 # inputs, (depth - 1) width x width dense layers, and a 10-way head, each
 # with a bias. An LSTM: 4 gates, each with a kernel [2, 128], a recurrent
-# kernel [128, 128] and a bias [128]; then a dense head [128, 1] + bias.
+# kernel [128, 128] and a bias [128]; then a dense head [128, 1] + bias. A
+# GRU: 3 gates, each with a kernel, a recurrent kernel and two biases (Keras'
+# reset_after=True keeps an input and a recurrent bias).
 REAL_SIZES = {
     "mlp_50x128": (64 * 128 + 128) + 49 * (128 * 128 + 128) + (128 * 10 + 10),
     "mlp_50x1024": (64 * 1024 + 1024) + 49 * (1024 * 1024 + 1024) + (1024 * 10 + 10),
     "lstm_128_t100": 4 * (2 * 128 + 128 * 128 + 128) + (128 * 1 + 1),
+    "gru_128_t100": 3 * (2 * 128 + 128 * 128 + 2 * 128) + (128 * 1 + 1),
     "resnet20_cifar": 271_098,  # tests/zoo/test_cnn.py PARAMETER_COUNTS
 }
 
@@ -101,6 +110,20 @@ def test_models_table_builds_every_model_at_its_real_size():
         keras.backend.clear_session()
         model = benchmark._keras_model(bm)
         assert model.count_params() == REAL_SIZES[name], name
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_the_gru_twin_has_the_keras_gru_s_parameters():
+    # Both keep an input and a recurrent bias per gate (Keras' reset_after).
+    bm = benchmark.BenchModel("gru", dict(units=4), (5, 2), 1, True, 8, "toy GRU")
+    twin = benchmark._torch_model(bm)
+    assert sum(p.numel() for p in twin.parameters()) == (
+        benchmark._keras_model(bm).count_params()
+    )
+    x = benchmark._task(bm).x_train[:8]
+    import torch
+
+    assert tuple(twin(torch.from_numpy(x)).shape) == (8, 1)
 
 
 def test_without_torch_case_e_is_skipped(monkeypatch):
@@ -126,5 +149,6 @@ def test_profile_dir_gets_one_trace_per_case(tmp_path, monkeypatch):
         "c_keras_fit",
         "d_bare_tape",
         "g_keras_fit_monitor_every_10",
+        "h_gradzoo_norms_every_100_no_update_norms",
     ]
     assert list((tmp_path / "mlp" / "d_bare_tape").rglob("*.xplane.pb"))

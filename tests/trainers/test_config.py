@@ -1,5 +1,6 @@
 """RunConfig: resolution, the task recipe, --config files, optimizers, schedules."""
 
+import inspect
 import json
 
 import keras
@@ -54,6 +55,16 @@ def test_optimizer_presets_and_hyperparameters(name, kwargs, cls, attrs):
     assert type(opt) is cls
     for k, v in attrs.items():
         assert getattr(opt, k) == pytest.approx(v)
+
+
+def test_keras_defaults_are_the_installed_keras_defaults():
+    # Written out so that resolving needs no Keras; they must stay Keras' own.
+    for name, written in gz_config.KERAS_DEFAULTS.items():
+        params = inspect.signature(getattr(keras.optimizers, name).__init__).parameters
+        assert written == {k: params[k].default for k in written}, name
+    for name, (class_name, _, settable) in gz_config.OPTIMIZERS.items():
+        wanted = {"learning_rate", "weight_decay", *settable}
+        assert wanted <= set(gz_config.KERAS_DEFAULTS[class_name]), name
 
 
 def test_learning_rate_schedules():

@@ -18,6 +18,7 @@ import pytest
 import zoo
 from analysis import gradients
 from zoo import blocks
+from zoo.layers import Scalar
 
 # depth: (trainable option A, all option A, trainable option B, all option B)
 # on 32x32x3 inputs, 10 classes, BatchNorm.
@@ -217,7 +218,7 @@ def test_fixup_initialization():
     std = model.get_layer("block01_conv1").kernel.numpy().std()
     expected = np.sqrt(2 / (9 * 32)) / np.sqrt(6)
     assert abs(std / expected - 1) < 0.05
-    scalars = [ly for ly in model.layers if isinstance(ly, blocks.Scalar)]
+    scalars = [ly for ly in model.layers if isinstance(ly, Scalar)]
     # Per block 3 biases + multiplier + output bias; stem and head biases.
     assert len(scalars) == 6 * 5 + 2
 
@@ -256,7 +257,8 @@ ROUND_TRIP = {
 }
 # Loaded in a fresh interpreter: first the models made of Keras layers only,
 # with nothing of gradzoo imported; then the ones holding a gradzoo Scalar,
-# which must fail before `import zoo` registers it and load after.
+# which must fail after a bare `import zoo` (it imports no Keras, so it
+# registers nothing) and load after `import zoo.layers` registers it.
 _LOADER = """
 import json, sys
 import keras, numpy as np
@@ -268,13 +270,14 @@ def check(name):
 for name in plain:
     check(name)
 assert "zoo" not in sys.modules
+import zoo
 scalar = [n for n in names if n not in plain]
 try:
     check(scalar[0])
-    raise SystemExit("loaded a Scalar model without import zoo")
+    raise SystemExit("loaded a Scalar model without import zoo.layers")
 except TypeError as e:
     assert "Scalar" in str(e), e
-import zoo  # noqa: registers gradzoo>Scalar
+import zoo.layers  # noqa: registers gradzoo>Scalar
 for name in scalar:
     check(name)
 print("ok", len(names))
@@ -305,7 +308,7 @@ def test_every_new_model_round_trips_through_model_keras_in_a_fresh_process(
         model.save(tmp_path / f"{name}.keras")
         np.save(tmp_path / f"{name}.x.npy", x)
         np.save(tmp_path / f"{name}.y.npy", np.asarray(model(x)))
-        if not any(isinstance(ly, blocks.Scalar) for ly in model.layers):
+        if not any(isinstance(ly, Scalar) for ly in model.layers):
             plain.append(name)
     assert plain == ["resnet_a", "resnet_b", "plain_cnn"]
     repo = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))

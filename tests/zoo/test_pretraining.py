@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import zoo
 from zoo import pretraining
+from zoo.layers import MaskingNoise
 
 MLPS = ("plain_mlp", "residual_mlp")
 
@@ -81,7 +82,7 @@ def test_autoencoder_trains_its_layer_only(name, tied):
 
 
 def test_masking_noise_zeroes_a_fraction_and_draws_from_its_count():
-    noise = pretraining.MaskingNoise(0.5, seed=3)
+    noise = MaskingNoise(0.5, seed=3)
     x = tf.ones((200, 50))
     first, second = noise(x, training=True), noise(x, training=True)
     assert 0.45 < float(tf.reduce_mean(first)) < 0.55

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from zoo.rnn import RecurrentInitializer, hidden_state_model, recurrent_layers
+from zoo.layers import RecurrentInitializer
+from zoo.rnn import hidden_state_model, recurrent_layers
 
 RNNS = ("vanilla_rnn", "lstm", "gru")
 GATE_BLOCKS = {"vanilla_rnn": 1, "lstm": 4, "gru": 3}

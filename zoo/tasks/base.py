@@ -13,19 +13,25 @@ constructor that computes its input-independent baselines from the data:
     >>> task = zoo.load_task("teacher", num_train=1024)
     >>> x, y = next(iter(task.train_dataset(128, seed=0, start_step=7)))
 
+TensorFlow is imported inside the methods that build tensors and pipelines,
+so the registry, the task specs and their arguments (read for flags and
+config checks) need no TensorFlow.
+
 Tested by tests/zoo/test_tasks.py.
 """
 
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from zoo import signature
 from zoo.registry import lookup
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 INPUT_KINDS = ("vector", "image", "sequence")
 
@@ -59,22 +65,26 @@ class Task:
     # drawn from (seed, step) by stateless ops; "none" leaves images alone.
     augmentation: str = "none"
 
-    def loss(self, y_true, logits) -> tf.Tensor:
+    def loss(self, y_true, logits) -> "tf.Tensor":
         """Per-example softmax cross-entropy from logits, shape [batch]."""
+        import tensorflow as tf
+
         # float32 so that a mixed-precision model still gets a stable loss.
         return tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.cast(y_true, tf.int32), logits=tf.cast(logits, tf.float32)
         )
 
-    def metrics(self, y_true, logits) -> dict[str, tf.Tensor]:
+    def metrics(self, y_true, logits) -> "dict[str, tf.Tensor]":
         """Per-example metric values, each float32 of shape [batch]."""
+        import tensorflow as tf
+
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         correct = tf.equal(predicted, tf.cast(y_true, tf.int32))
         return {"accuracy": tf.cast(correct, tf.float32)}
 
     def train_dataset(
         self, batch_size: int, *, seed: int, start_step: int = 0
-    ) -> tf.data.Dataset:
+    ) -> "tf.data.Dataset":
         """Endless `(x, y)` batches; element i is the batch for step start_step + i.
 
         Each epoch is a fresh permutation of the training set drawn from
@@ -91,6 +101,8 @@ class Task:
         Raises:
           ValueError: If batch_size is larger than the training set.
         """
+        import tensorflow as tf
+
         n = len(self.x_train)
         if not 0 < batch_size <= n:
             raise ValueError(
@@ -131,8 +143,10 @@ class Task:
             )
         return batches.prefetch(tf.data.AUTOTUNE)
 
-    def eval_dataset(self, batch_size: int) -> tf.data.Dataset:
+    def eval_dataset(self, batch_size: int) -> "tf.data.Dataset":
         """The evaluation set once, in a fixed order, last partial batch kept."""
+        import tensorflow as tf
+
         ds = tf.data.Dataset.from_tensor_slices((self.x_eval, self.y_eval))
         return ds.batch(batch_size).cache().prefetch(tf.data.AUTOTUNE)
 
@@ -141,13 +155,15 @@ AUGMENTATIONS = ("none", "crop_flip")
 CROP_PAD = 4  # pixels of zero padding on each side before the random crop
 
 
-def crop_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+def crop_flip(images: "tf.Tensor", seed: "tf.Tensor") -> "tf.Tensor":
     """The CIFAR augmentation of He et al. 2016 on a batch [B, H, W, C].
 
     Each image is zero-padded by 4 pixels on each side, cropped back to
     H x W at a random offset, and flipped left-right with probability 1/2;
     offsets and flips come from `seed` (two int64s) by stateless ops.
     """
+    import tensorflow as tf
+
     shape = tf.shape(images)
     b, h, w = shape[0], shape[1], shape[2]
     pad = CROP_PAD
@@ -177,12 +193,14 @@ class RegressionTask(Task):
     main_metric: str = dataclasses.field(default="mse", init=False)
     higher_is_better: bool = dataclasses.field(default=False, init=False)
 
-    def loss(self, y_true, outputs) -> tf.Tensor:
+    def loss(self, y_true, outputs) -> "tf.Tensor":
         """Per-example squared error averaged over the output axis, shape [batch]."""
+        import tensorflow as tf
+
         error = tf.cast(outputs, tf.float32) - tf.cast(y_true, tf.float32)
         return tf.reduce_mean(tf.square(error), axis=-1)
 
-    def metrics(self, y_true, outputs) -> dict[str, tf.Tensor]:
+    def metrics(self, y_true, outputs) -> "dict[str, tf.Tensor]":
         """{"mse": the loss}, so evaluation reports it under its own name."""
         return {"mse": self.loss(y_true, outputs)}
 
@@ -211,12 +229,16 @@ class SequenceLabelTask(Task):
                 f"Received: scored_steps={self.scored_steps}"
             )
 
-    def loss(self, y_true, logits) -> tf.Tensor:
+    def loss(self, y_true, logits) -> "tf.Tensor":
         """Per-example softmax cross-entropy averaged over steps, shape [batch]."""
+        import tensorflow as tf
+
         return tf.reduce_mean(super().loss(y_true, logits), axis=-1)
 
-    def metrics(self, y_true, logits) -> dict[str, tf.Tensor]:
+    def metrics(self, y_true, logits) -> "dict[str, tf.Tensor]":
         """Per-example accuracy over the last `scored_steps` steps, shape [batch]."""
+        import tensorflow as tf
+
         last = -self.scored_steps
         correct = super().metrics(y_true[:, last:], logits[:, last:])["accuracy"]
         return {"recall_accuracy": tf.reduce_mean(correct, axis=-1)}
@@ -464,7 +486,11 @@ def check_memory(what: str, needed: int) -> None:
 
 def default_data_dir() -> str:
     """$GRADZOO_DATA_DIR, else tfds's default (~/tensorflow_datasets)."""
-    return os.environ.get("GRADZOO_DATA_DIR") or tfds.core.constants.DATA_DIR
+    if os.environ.get("GRADZOO_DATA_DIR"):
+        return os.environ["GRADZOO_DATA_DIR"]
+    import tensorflow_datasets as tfds
+
+    return tfds.core.constants.DATA_DIR
 
 
 def load_task(name: str, *, data_dir: str | None = None, **kwargs) -> Task:

@@ -18,7 +18,6 @@ import dataclasses
 import functools
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from zoo.tasks.base import Task, TaskDataError, classification_task, register_task
 
@@ -33,6 +32,8 @@ CATALOG = {
 
 def _read_split(name: str, split: str, data_dir: str) -> tuple[np.ndarray, ...]:
     """All of a prepared split as (images, labels) NumPy arrays."""
+    import tensorflow_datasets as tfds
+
     try:
         ds = tfds.load(
             name, split=split, data_dir=data_dir, download=False, as_supervised=True

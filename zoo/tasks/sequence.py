@@ -6,7 +6,8 @@ input-independent baseline. The data are drawn by NumPy and built as TFDS
 datasets (gradzoo_adding, gradzoo_copy_memory, gradzoo_temporal_order), one
 builder config per (sequence_length, data_seed, num_train, num_eval), named
 e.g. "length100_seed0_train20000_eval2000", so several lengths live side by
-side in one data_dir and each is built once, offline.
+side in one data_dir and each is built once, offline. The builders are in
+zoo/tasks/builders.py, imported when data is built or read.
 
 Sequences are at most MAX_SEQUENCE_LENGTH = 1000 steps long. Each split is
 drawn from `np.random.RandomState([data_seed, 1])` (train) or
@@ -19,7 +20,6 @@ as uint8 and one-hot encoded when the task is loaded.
 Tested by tests/zoo/test_sequence_tasks.py.
 """
 
-import abc
 import dataclasses
 import math
 import numbers
@@ -27,7 +27,6 @@ import os
 import shutil
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from zoo.tasks.base import (
     Task,
@@ -63,140 +62,9 @@ COPY_LENGTH = 10  # Symbols to remember, and steps to recall them in.
 
 # Temporal order: the symbol ids, in one-hot order.
 TEMPORAL_SYMBOLS = ("a", "b", "c", "d", "X", "Y", "B", "E")
-_DISTRACTORS = 4  # a, b, c, d are ids 0..3.
-_X, _B, _E = (TEMPORAL_SYMBOLS.index(s) for s in "XBE")  # Y is _X + 1.
+NUM_DISTRACTORS = 4  # a, b, c, d are ids 0..3.
+SYMBOL_X, SYMBOL_B, SYMBOL_E = (TEMPORAL_SYMBOLS.index(s) for s in "XBE")  # Y: X + 1
 TEMPORAL_CLASSES = ("XX", "XY", "YX", "YY")
-
-
-@dataclasses.dataclass(eq=False, kw_only=True)
-class SequenceConfig(tfds.core.BuilderConfig):
-    """One generated dataset: its length, seed and split sizes."""
-
-    sequence_length: int
-    data_seed: int
-    num_train: int
-    num_eval: int
-
-
-def sequence_config(
-    *, sequence_length: int, data_seed: int, num_train: int, num_eval: int
-) -> SequenceConfig:
-    """The config for these arguments, named after them (its directory name)."""
-    return SequenceConfig(
-        name=f"length{sequence_length}_seed{data_seed}_train{num_train}_eval{num_eval}",
-        description=(
-            f"sequence_length={sequence_length}, data_seed={data_seed}, "
-            f"{num_train} train and {num_eval} test examples."
-        ),
-        sequence_length=sequence_length,
-        data_seed=data_seed,
-        num_train=num_train,
-        num_eval=num_eval,
-    )
-
-
-class _GeneratedSequences(tfds.core.GeneratorBasedBuilder):
-    """What the three builders share: configs made on demand, seeded splits.
-
-    There are no predefined BUILDER_CONFIGS: a `SequenceConfig` is passed as
-    `config=` and TFDS accepts it as a custom config. A subclass says what one
-    example holds (`_features`) and draws a whole split at once (`_draw`).
-    """
-
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
-
-    @abc.abstractmethod
-    def _features(self, length: int) -> dict:
-        """The example's features, for sequences of `length` steps.
-
-        Default Tensor encoding: tf.train.Example stores small integers as
-        1-byte varints, as compact as raw bytes here, while Encoding.BYTES
-        makes TFDS 4.9 log a deprecation warning of its own at every load.
-        """
-
-    @abc.abstractmethod
-    def _draw(self, rng: np.random.RandomState, num: int, length: int) -> dict:
-        """`num` examples as a dict of arrays, each with a leading axis `num`."""
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        # Building DatasetInfo directly, not from package metadata files, so
-        # the builder needs nothing beside this module.
-        config = self.builder_config
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=f"{self.__doc__.splitlines()[0]} {config.description}",
-            features=tfds.features.FeaturesDict(self._features(config.sequence_length)),
-        )
-
-    def _split_generators(self, dl_manager):
-        del dl_manager  # Generated: nothing to download.
-        config = self.builder_config
-        sizes = {"train": config.num_train, "test": config.num_eval}
-        return {split: self._generate_examples(split, sizes[split]) for split in sizes}
-
-    def _generate_examples(self, split, num):
-        config = self.builder_config
-        rng = np.random.RandomState([config.data_seed, SPLIT_STREAMS[split]])
-        arrays = self._draw(rng, num, config.sequence_length)
-        for i in range(num):
-            yield i, {key: value[i] for key, value in arrays.items()}
-
-
-class GradzooAdding(_GeneratedSequences):
-    """The adding problem as a TFDS dataset (registered as gradzoo_adding).
-
-    Features: "values" float32 [T], uniform in [0, 1); "markers" uint8 [T],
-    1 at exactly two positions, one drawn uniformly from [0, T//2) and one
-    from [T//2, T); "target" float32 [1], the sum of the two marked values.
-    """
-
-    def _features(self, length):
-        return {
-            "values": tfds.features.Tensor(shape=(length,), dtype=np.float32),
-            "markers": tfds.features.Tensor(shape=(length,), dtype=np.uint8),
-            "target": tfds.features.Tensor(shape=(1,), dtype=np.float32),
-        }
-
-    def _draw(self, rng, num, length):
-        values = rng.random_sample((num, length)).astype(np.float32)
-        half = length // 2
-        first = rng.randint(0, half, size=num)
-        second = rng.randint(half, length, size=num)
-        rows = np.arange(num)
-        markers = np.zeros((num, length), np.uint8)
-        markers[rows, first] = markers[rows, second] = 1
-        # The sum of the stored float32 values, rounded once.
-        target = values[rows, first].astype(np.float64) + values[rows, second]
-        return {
-            "values": values,
-            "markers": markers,
-            "target": target.astype(np.float32)[:, None],
-        }
-
-
-class GradzooCopyMemory(_GeneratedSequences):
-    """The copy memory problem as a TFDS dataset (registered as gradzoo_copy_memory).
-
-    Features, both uint8 [L] with L = T + 20: "inputs" holds 10 data symbols
-    (1..8), T - 1 blanks (0), the delimiter (9) at L - 11 and 10 blanks;
-    "targets" is blank for L - 10 steps, then the 10 data symbols.
-    """
-
-    def _features(self, length):
-        return {
-            "inputs": tfds.features.Tensor(shape=(length,), dtype=np.uint8),
-            "targets": tfds.features.Tensor(shape=(length,), dtype=np.uint8),
-        }
-
-    def _draw(self, rng, num, length):
-        data = rng.randint(1, COPY_DATA_SYMBOLS + 1, size=(num, COPY_LENGTH))
-        inputs = np.zeros((num, length), np.uint8)
-        inputs[:, :COPY_LENGTH] = data
-        inputs[:, length - COPY_LENGTH - 1] = COPY_DELIMITER
-        targets = np.zeros((num, length), np.uint8)
-        targets[:, length - COPY_LENGTH :] = data
-        return {"inputs": inputs, "targets": targets}
 
 
 def relevant_positions(length: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -215,35 +83,6 @@ def relevant_positions(length: int) -> tuple[tuple[int, int], tuple[int, int]]:
     lo2 = max(hi1 + 1, round(length / 2))
     hi2 = min(length - 2, max(lo2, round(3 * length / 5)))
     return (lo1, hi1), (lo2, hi2)
-
-
-class GradzooTemporalOrder(_GeneratedSequences):
-    """The temporal order problem as a TFDS dataset (gradzoo_temporal_order).
-
-    Features: "sequence" uint8 [T], ids into TEMPORAL_SYMBOLS (a b c d X Y B E):
-    B at 0, E at T - 1, X or Y at t1 and t2 (see `relevant_positions`), a
-    random distractor a..d everywhere else; "label" the order of the two
-    relevant symbols, XX, XY, YX or YY.
-    """
-
-    def _features(self, length):
-        return {
-            "sequence": tfds.features.Tensor(shape=(length,), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=TEMPORAL_CLASSES),
-        }
-
-    def _draw(self, rng, num, length):
-        sequence = rng.randint(0, _DISTRACTORS, size=(num, length)).astype(np.uint8)
-        sequence[:, 0], sequence[:, -1] = _B, _E
-        (lo1, hi1), (lo2, hi2) = relevant_positions(length)
-        t1 = rng.randint(lo1, hi1 + 1, size=num)
-        t2 = rng.randint(lo2, hi2 + 1, size=num)
-        label = rng.randint(0, len(TEMPORAL_CLASSES), size=num)
-        rows = np.arange(num)
-        # Class 2i + j (XX, XY, YX, YY): first symbol X + i, second X + j.
-        sequence[rows, t1] = _X + label // 2
-        sequence[rows, t2] = _X + label % 2
-        return {"sequence": sequence, "label": label}
 
 
 def _check_arguments(
@@ -305,7 +144,8 @@ def _load(
     **arguments,
 ) -> dict[str, dict]:
     """Checks the arguments, builds their config under data_dir if needed,
-    and returns {split: arrays}. Nothing is written for refused arguments."""
+    and returns {split: arrays}. Nothing is written for refused arguments.
+    `builder_class` is a TFDS builder of zoo/tasks/builders.py."""
     _check_arguments(task, minimum=minimum, too_short=too_short, **arguments)
     # Generation holds float64 temporaries, the TFDS records and the final
     # float32 arrays at once: about 4 float64 copies of the inputs.
@@ -314,6 +154,10 @@ def _load(
         f"{task} with {examples} sequences of length {arguments['sequence_length']}",
         examples * arguments["sequence_length"] * 2 * 8 * 4,
     )
+    import tensorflow_datasets as tfds
+
+    from zoo.tasks.builders import sequence_config
+
     config = sequence_config(**{k: int(v) for k, v in arguments.items()})
     builder = builder_class(config=config, data_dir=data_dir)
     try:
@@ -369,8 +213,10 @@ def adding_task(
       num_eval: Evaluation examples.
       data_seed: Seeds the data; the same arguments give byte-identical arrays.
     """
+    from zoo.tasks import builders  # TFDS: only when data is built or read
+
     data = _load(
-        GradzooAdding,
+        builders.GradzooAdding,
         data_dir,
         "adding",
         minimum=2,
@@ -436,8 +282,10 @@ def copy_memory_task(
       data_seed: Seeds the data; the same arguments give byte-identical arrays.
     """
     minimum = 2 * COPY_LENGTH + 1
+    from zoo.tasks import builders  # TFDS: only when data is built or read
+
     data = _load(
-        GradzooCopyMemory,
+        builders.GradzooCopyMemory,
         data_dir,
         "copy_memory",
         minimum=minimum,
@@ -506,8 +354,10 @@ def temporal_order_task(
       num_eval: Evaluation examples.
       data_seed: Seeds the data; the same arguments give byte-identical arrays.
     """
+    from zoo.tasks import builders  # TFDS: only when data is built or read
+
     data = _load(
-        GradzooTemporalOrder,
+        builders.GradzooTemporalOrder,
         data_dir,
         "temporal_order",
         minimum=4,
