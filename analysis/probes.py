@@ -79,6 +79,48 @@ def propagation(
     }
 
 
+def branch_scale_init(
+    seed: int,
+    *,
+    depth: int,
+    width: int,
+    activation: str = "relu",
+    initializer: str = "he_normal",
+    num_features: int = 32,
+) -> dict:
+    """std(output of the last block) / std(output of block 0) of the zoo's
+    residual_mlp without normalization, per branch scale (none = vanilla,
+    rezero, fixup), on N(0, I) inputs: the same weights draw (seed) for each."""
+    import keras
+
+    import zoo
+    from zoo.blocks import block_prefix
+
+    x = np.random.RandomState(seed).standard_normal((256, num_features))
+    out = {"depth": depth, "width": width}
+    for scale, name in (("none", "vanilla"), ("rezero", "rezero"), ("fixup", "fixup")):
+        keras.utils.set_random_seed(seed)
+        model = zoo.get_model(
+            "residual_mlp",
+            input_shape=(num_features,),
+            num_outputs=10,
+            depth=depth,
+            width=width,
+            activation=activation,
+            initializer=initializer,
+            norm="none",
+            branch_scale=scale,
+        )
+        names = [
+            f"{block_prefix(0, depth)}_act",
+            f"{block_prefix(depth - 1, depth)}_add",
+        ]
+        probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+        first, last = (np.asarray(h, np.float64) for h in probe(x.astype(np.float32)))
+        out[f"{name}_std_ratio"] = float(last.std() / first.std())
+    return out
+
+
 def gradient_through_time(
     seed: int,
     *,
@@ -191,6 +233,7 @@ def _crossing(xs, ys, level) -> float:
 PROBES = {
     "activation_derivatives": activation_derivatives,
     "propagation": propagation,
+    "branch_scale_init": branch_scale_init,
     "gradient_through_time": gradient_through_time,
     "edge_of_chaos": edge_of_chaos,
 }

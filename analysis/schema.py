@@ -144,6 +144,34 @@ def dumps(obj, **kwargs) -> str:
     return json.dumps(_finite_or_none(obj), allow_nan=False, **kwargs)
 
 
+# Where a non-finite number is a result, not a missing one (the suite's
+# ledger: an unclipped run's gradient spike is inf), it is written as one of
+# these strings, which JSON can hold and every reader can tell from null.
+NONFINITE_TEXT = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def nonfinite_as_text(value):
+    """`value` with every non-finite float replaced by "inf", "-inf" or "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: nonfinite_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [nonfinite_as_text(v) for v in value]
+    return value
+
+
+def nonfinite_from_text(numbers: Mapping | None) -> dict | None:
+    """A mapping of numbers written by `nonfinite_as_text`, read back: the
+    strings "inf", "-inf" and "nan" as floats, everything else as it is."""
+    if numbers is None:
+        return None
+    return {
+        k: NONFINITE_TEXT[v] if isinstance(v, str) and v in NONFINITE_TEXT else v
+        for k, v in numbers.items()
+    }
+
+
 def _umask() -> int:
     mask = os.umask(0o22)
     os.umask(mask)

@@ -21,6 +21,7 @@ Tested by tests/analysis/test_verdicts.py.
 """
 
 import dataclasses
+import json
 import math
 import os
 import statistics
@@ -51,8 +52,9 @@ class RunProblem(Exception):
 class Evidence:
     """One arm's run of one seed, as the measurement sees it.
 
-    `run` is the loaded run directory of a training run (analysis/rundir.py);
-    `values` the evidence.json of a probe. `state` is the status' state.
+    `run` is the loaded run directory of a training run (analysis/rundir.py;
+    of a pretraining run, its fine-tuning phase); `values` the
+    evidence.json of a probe. `state` is the status' state.
     """
 
     path: str
@@ -86,6 +88,13 @@ def read_evidence(path: str, *, diverged_ok: bool = False) -> Evidence:
         raise RunProblem("failed", f"{name}: failed at step {s.step}: {s.message}")
     if s.state == "diverged" and not diverged_ok:
         raise RunProblem("diverged", f"{name}: diverged at step {s.step}: {s.message}")
+    if run.record.pretraining is not None:
+        # A pretraining run: the status is the whole run's, the numbers are
+        # the fine-tuning phase's (comparable with a run from scratch).
+        try:
+            run = load_run(os.path.join(path, schema.FINETUNE_DIR))
+        except RunDirError as e:
+            raise RunProblem("missing", str(e)) from None
     return Evidence(path, s.state, s.step, s.message, run=run)
 
 
@@ -169,6 +178,28 @@ def combine(claim, results: list) -> ClaimVerdict:
     else:
         reason = f"spread: {tally}"
     return ClaimVerdict(INCONCLUSIVE, reason, results, summary)
+
+
+def write_ledger(path: str, ledger: dict) -> None:
+    """Writes the suite's ledger atomically. A measured value may be
+    infinite (an unclipped run's spike) or NaN: they are written as the
+    strings "inf", "-inf" and "nan" (schema.nonfinite_as_text), not as null,
+    which stays "no value"."""
+    text = json.dumps(
+        schema.nonfinite_as_text(ledger), allow_nan=False, indent=2, sort_keys=True
+    )
+    schema.write_text(path, text + "\n")
+
+
+def read_ledger(path: str) -> dict:
+    """A ledger as `write_ledger` wrote it, its numbers as floats again (the
+    per-seed values and each claim's summary)."""
+    ledger = schema.read_json(path)
+    for c in ledger.get("claims", []):
+        c["summary"] = schema.nonfinite_from_text(c.get("summary"))
+        for s in c.get("seeds", []):
+            s["values"] = schema.nonfinite_from_text(s.get("values"))
+    return ledger
 
 
 def judge(claim, seed_paths: dict) -> ClaimVerdict:

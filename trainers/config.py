@@ -270,6 +270,45 @@ def load_config_file(path: str) -> RunConfig:
     Raises:
       ValueError: one line naming the file and what is wrong with it.
     """
+    d = _read_config_object(path)
+    if schema.FORMAT_KEY in d:
+        d = _record(path, d).config
+    try:
+        return RunConfig.from_dict(d)
+    except ValueError as e:
+        raise ValueError(f"--config file {path}: {e}") from None
+
+
+def load_pretrain_config_file(path: str) -> "PretrainConfig":
+    """The PretrainConfig in a JSON file: a pretraining run's config.json, an
+    object of PretrainConfig fields (`run` an object of RunConfig fields),
+    or anything `load_config_file` reads (then phase 1 is not set).
+
+    Raises:
+      ValueError: one line naming the file and what is wrong with it.
+    """
+    d = _read_config_object(path)
+    if schema.FORMAT_KEY in d:
+        record = _record(path, d)
+        d = {**(record.pretraining or {}), "run": record.config}
+    elif "run" not in d:
+        return PretrainConfig(run=load_config_file(path))
+    if not isinstance(d["run"], dict):
+        raise ValueError(f"--config file {path}: 'run' must be an object")
+    try:
+        return PretrainConfig.from_dict(d)
+    except ValueError as e:
+        raise ValueError(f"--config file {path}: {e}") from None
+
+
+def _record(path: str, d: dict) -> schema.RunRecord:
+    try:
+        return schema.RunRecord.from_json(d)
+    except schema.RunDirError as e:
+        raise ValueError(f"--config file {path}: {e}") from None
+
+
+def _read_config_object(path: str) -> dict:
     try:
         with open(os.path.expanduser(path), "rb") as f:
             d = json.loads(f.read().decode("utf-8"))
@@ -283,15 +322,7 @@ def load_config_file(path: str) -> RunConfig:
         raise ValueError(
             f"--config file {path} holds a JSON {type(d).__name__}, not an object"
         )
-    if schema.FORMAT_KEY in d:
-        try:
-            d = schema.RunRecord.from_json(d).config
-        except schema.RunDirError as e:
-            raise ValueError(f"--config file {path}: {e}") from None
-    try:
-        return RunConfig.from_dict(d)
-    except ValueError as e:
-        raise ValueError(f"--config file {path}: {e}") from None
+    return d
 
 
 def upgrade_record(old: schema.RunRecord) -> schema.RunRecord:

@@ -258,18 +258,20 @@ def _given(name: str) -> bool:
     return f.present or not f.using_default_value
 
 
-def config_from_flags() -> RunConfig:
+def config_from_flags(base: RunConfig | None = None) -> RunConfig:
     """The (unresolved) RunConfig the parsed flags describe.
 
     Without --config, every settings flag counts (None ones stay "not set").
     With --config, the file's values count, and only flags given next to it
-    override them.
+    override them. `base`: the RunConfig already read from --config (a
+    main whose file holds more than a RunConfig, trainers/pretrain.py).
 
     Raises:
       ValueError: a bad --config file, or a flag the model or task does not take.
     """
     f = flags.FLAGS
-    base = gz_config.load_config_file(CONFIG.value) if CONFIG.value else None
+    if base is None and CONFIG.value:
+        base = gz_config.load_config_file(CONFIG.value)
     take = _given if base is not None else (lambda name: True)
     c = dataclasses.replace(base) if base is not None else RunConfig()
     for name in _PLAIN_FIELDS:

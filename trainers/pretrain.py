@@ -13,9 +13,15 @@ runs/scratch` compares with a run from scratch. Running the same command
 again resumes in whatever phase it stopped. Exit codes as trainers.train.
 As there, --help and the flags' refusals come before TensorFlow is imported.
 
+`--config=FILE` takes a pretraining run's config.json or a JSON
+PretrainConfig ({"run": {RunConfig fields}, "steps_per_layer": 300, ...};
+the suite starts its pretraining runs this way), whose values then need no
+flags; flags given next to it override them.
+
 Tested by tests/trainers/test_pretrain_main.py.
 """
 
+import dataclasses
 import os
 import signal
 import sys
@@ -70,21 +76,33 @@ DENOISING = flags.DEFINE_float(
 def config_from_flags() -> gz_config.PretrainConfig:
     """The (unresolved) PretrainConfig the parsed flags describe.
 
+    With --config (a pretraining run's config.json, a JSON PretrainConfig
+    as the suite writes it, or a RunConfig), the file's values count and
+    only flags given next to it override them; a RunConfig file's
+    `num_steps` is the fine-tuning budget.
+
     Raises:
-      ValueError: a bad flag value, or --num_steps (use --finetune_steps).
+      ValueError: a bad flag value or --config file, or --num_steps (use
+        --finetune_steps).
     """
     if gz_flags._given("num_steps"):
         raise ValueError(
             "--num_steps does not apply to trainers.pretrain; give the supervised "
             "steps as --finetune_steps"
         )
-    steps = FINETUNE_STEPS.value
+    base = (
+        gz_config.load_pretrain_config_file(gz_flags.CONFIG.value)
+        if gz_flags.CONFIG.value
+        else None
+    )
+    take = gz_flags._given if base is not None else (lambda name: True)
+    steps = FINETUNE_STEPS.value if take("finetune_steps") else base.run.num_steps
     if steps is None or steps < 1:
         raise ValueError(
             f"finetune_steps must be positive (a whole number). Received: "
             f"finetune_steps={steps}"
         )
-    run = gz_flags.config_from_flags()
+    run = gz_flags.config_from_flags(base.run if base is not None else None)
     run.num_steps = steps
     layers = PRETRAIN_LAYERS.value
     if layers is not None:
@@ -94,15 +112,25 @@ def config_from_flags() -> gz_config.PretrainConfig:
             raise ValueError(
                 f"--pretrain_layers takes whole numbers. Received: {','.join(layers)}"
             ) from None
-    return gz_config.PretrainConfig(
-        run=run,
-        steps_per_layer=PRETRAIN_STEPS_PER_LAYER.value,
-        layers=layers,
-        optimizer=PRETRAIN_OPTIMIZER.value,
-        learning_rate=PRETRAIN_LEARNING_RATE.value,
-        tied_weights=TIED_WEIGHTS.value,
-        denoising=DENOISING.value,
-    )
+    given = {
+        "steps_per_layer": ("pretrain_steps_per_layer", PRETRAIN_STEPS_PER_LAYER),
+        "layers": ("pretrain_layers", layers),
+        "optimizer": ("pretrain_optimizer", PRETRAIN_OPTIMIZER),
+        "learning_rate": ("pretrain_learning_rate", PRETRAIN_LEARNING_RATE),
+        "tied_weights": ("tied_weights", TIED_WEIGHTS),
+        "denoising": ("denoising", DENOISING),
+    }
+    c = base if base is not None else gz_config.PretrainConfig()
+    c = dataclasses.replace(c, run=run)
+    for field, (flag, value) in given.items():
+        if take(flag):
+            setattr(c, field, getattr(value, "value", value))
+    if base is not None and take("pretrain_optimizer"):
+        # Another optimizer: the file's settings of the old one do not apply.
+        c.optimizer_kwargs = {}
+        if not take("pretrain_learning_rate"):
+            c.learning_rate = None
+    return c
 
 
 def flags_text(c: gz_config.PretrainConfig) -> str:
@@ -168,8 +196,9 @@ def main(argv):
 
 def run_main():
     """Console-script entry point (gradzoo-pretrain)."""
-    for name in ("output_dir", "pretrain_steps_per_layer", "finetune_steps"):
-        gz_flags.flags.mark_flag_as_required(name)
+    # The step counts are required too, unless --config gives them: checked
+    # in config_from_flags, in one line.
+    gz_flags.flags.mark_flag_as_required("output_dir")
     app.run(main, flags_parser=cli.parse_flags)
 
 

@@ -83,9 +83,13 @@ _RAY_ADDRESS = flags.DEFINE_string(
     "HOST:PORT of a Ray cluster to join (--executor=ray).",
     flag_values=FLAGS,
 )
+# An hour: on a shared 2-core machine, tracing the step of C14's 100-block
+# nets alone took 4-8 minutes per step variant, and a run killed before its
+# first checkpoint after step 0 restarts its tracing on every retry.
+RUN_TIMEOUT_SECONDS = 3600.0
 _RUN_TIMEOUT = flags.DEFINE_float(
     "run_timeout_seconds",
-    900.0,
+    RUN_TIMEOUT_SECONDS,
     "Hard timeout of one run (then SIGTERM).",
     flag_values=FLAGS,
 )
@@ -129,12 +133,16 @@ class Job:
     """One run or probe: a directory name and the command that fills it."""
 
     name: str
-    kind: str  # "train" or "probe"
-    spec: dict  # resolved RunConfig fields, or {"probe": ..., args}
+    kind: str  # "train", "pretrain" or "probe"
+    spec: dict  # resolved RunConfig / PretrainConfig fields, or {"probe": ...}
     seed: int
 
     def path(self, root: str) -> str:
         return os.path.join(root, self.name)
+
+    def config_path(self, root: str) -> str:
+        """The --config file of a training job (written by check_manifest)."""
+        return os.path.join(root, CONFIGS_DIR, self.name + ".json")
 
     def argv(self, root: str, data_dir: str | None) -> list[str]:
         if self.kind == "probe":
@@ -151,8 +159,8 @@ class Job:
         argv = [
             sys.executable,
             "-m",
-            "trainers.train",
-            f"--config={os.path.join(root, CONFIGS_DIR, self.name + '.json')}",
+            MAINS[self.kind],
+            f"--config={self.config_path(root)}",
             f"--output_dir={self.path(root)}",
         ]
         return argv + ([f"--data_dir={data_dir}"] if data_dir else [])
@@ -163,20 +171,39 @@ def _short_hash(obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+# The command that runs each kind of training job from its --config file.
+MAINS = {"train": "trainers.train", "pretrain": "trainers.pretrain"}
+
+
 def make_job(arm: dict, seed: int) -> Job:
-    """The job of one arm and seed, named from its resolved config."""
+    """The job of one arm and seed, named from its resolved config.
+
+    An arm is RunConfig fields (a trainers.train run), RunConfig fields plus
+    `pretraining`: {PretrainConfig fields but `run`} (a trainers.pretrain
+    run: phase 1, then `num_steps` of fine-tuning), or a probe.
+    """
     if "probe" in arm:
         spec = dict(arm)
         return Job(
             f"probe-{spec['probe']}-s{seed}-{_short_hash(spec)}", "probe", spec, seed
         )
-    from trainers.config import NOT_COMPARED, RunConfig
+    from trainers.config import NOT_COMPARED, PretrainConfig, RunConfig
 
-    config = RunConfig.from_dict({**arm, "seed": seed}).resolved().to_dict()
-    spec = {k: v for k, v in config.items() if k not in NOT_COMPARED}
+    fields = {k: v for k, v in arm.items() if k != "pretraining"}
+    run = RunConfig.from_dict({**fields, "seed": seed})
+    if "pretraining" in arm:
+        pretrain = PretrainConfig.from_dict({**arm["pretraining"], "run": run})
+        config = pretrain.resolved().to_dict()
+        run_spec = {k: v for k, v in config["run"].items() if k not in NOT_COMPARED}
+        spec, kind, prefix = {**config, "run": run_spec}, "pretrain", "pretrain-"
+        names = config["run"]
+    else:
+        config = run.resolved().to_dict()
+        spec = {k: v for k, v in config.items() if k not in NOT_COMPARED}
+        kind, prefix, names = "train", "", config
     return Job(
-        f"{config['model']}-{config['task']}-s{seed}-{_short_hash(spec)}",
-        "train",
+        f"{prefix}{names['model']}-{names['task']}-s{seed}-{_short_hash(spec)}",
+        kind,
         spec,
         seed,
     )
@@ -360,8 +387,9 @@ def check_manifest(root: str, suite: str, p: Plan) -> None:
 
 
 def write_job_config(root: str, job: Job) -> None:
-    if job.kind == "train":
-        cfg = os.path.join(root, CONFIGS_DIR, job.name + ".json")
+    """The --config file a training or pretraining job starts from."""
+    if job.kind in MAINS:
+        cfg = job.config_path(root)
         if not os.path.exists(cfg):
             schema.write_json(cfg, job.spec)
 
@@ -886,7 +914,7 @@ class Options:
     oversubscribe: bool = False
     executor: str = "local"
     ray_address: str | None = None
-    run_timeout_seconds: float = 900.0
+    run_timeout_seconds: float = RUN_TIMEOUT_SECONDS
     data_dir: str | None = None
     problems: tuple = ()  # a study's problems (default: all)
     budget: str | None = None  # a study's budget (default: small)
@@ -960,7 +988,7 @@ def run_suite(o: Options, out=sys.stdout) -> dict:
     ledger["session"] = {
         name: dataclasses.asdict(x) for name, x in sorted(outcomes.items())
     }
-    schema.write_json(os.path.join(root, LEDGER_FILE), ledger)
+    verdicts.write_ledger(os.path.join(root, LEDGER_FILE), ledger)
     out.write("\n" + format_ledger(ledger) + "\n")
     out.write(f"ledger: {os.path.join(root, LEDGER_FILE)}\n")
     return ledger

@@ -36,6 +36,13 @@ def test_edge_of_chaos_sweep_rises_through_zero():
     assert 0.5 < v["crossing_sigma_w2"] < 4.0
 
 
+def test_a_zero_branch_scale_starts_as_the_identity_and_vanilla_grows():
+    v = probes.branch_scale_init(0, depth=9, width=16)
+    assert abs(v["rezero_std_ratio"] - 1) < 1e-6
+    assert abs(v["fixup_std_ratio"] - 1) < 1e-6
+    assert v["vanilla_std_ratio"] > 10  # 8 blocks at about x1.7 each
+
+
 def test_crossing_interpolates_and_says_nan_without_one():
     assert probes._crossing([1, 2], [-1.0, 1.0], 0.0) == 1.5
     assert math.isnan(probes._crossing([1, 2], [1.0, 2.0], 0.0))

@@ -1,6 +1,7 @@
 """The verdict rules (analysis/verdicts.py) on hand-made run directories."""
 
 import dataclasses
+import math
 import os
 
 from analysis import claims, schema, verdicts
@@ -148,8 +149,46 @@ def test_a_measurement_without_its_rows_is_a_problem(tmp_path):
 
 
 def test_pending_claims_give_their_reason():
-    v = verdicts.judge(claims.CLAIMS["C10"], {})
-    assert v.verdict == verdicts.PENDING and "pretraining" in v.reason
+    v = verdicts.judge(claims.CLAIMS["C12"], {})
+    assert v.verdict == verdicts.PENDING and "protocol" in v.reason
+
+
+def test_a_pretraining_run_is_measured_on_its_fine_tuning_phase(tmp_path):
+    top = make_run(str(tmp_path), "pre", rows=0)
+    record = schema.read_json(os.path.join(top, schema.CONFIG_FILE))
+    schema.write_json(
+        os.path.join(top, schema.CONFIG_FILE), {**record, "pretraining": {}}
+    )
+    make_run(top, schema.FINETUNE_DIR, accuracy=0.7)
+    e = verdicts.read_evidence(top)
+    assert e.run.path.endswith(schema.FINETUNE_DIR)
+    assert claims.final_eval(e.run, "accuracy") == 0.7
+    os.rename(os.path.join(top, schema.FINETUNE_DIR), os.path.join(top, "x"))
+    v = verdicts.judge(CLAIM, {0: {"a": top}})
+    assert v.seeds[0].problem_kind == "missing" and "finetune" in v.reason
+
+
+def test_the_ledger_keeps_infinite_and_nan_values(tmp_path):
+    path = str(tmp_path / "ledger.json")
+    values = {"spike": math.inf, "low": -math.inf, "x": math.nan, "none": None}
+    ledger = {
+        "claims": [
+            {
+                "seeds": [{"values": values}, {"values": None}],
+                "summary": {"median": math.inf, "min": 1.0, "max": math.inf},
+            }
+        ]
+    }
+    verdicts.write_ledger(path, ledger)
+    text = open(path).read()
+    assert '"spike": "inf"' in text and '"low": "-inf"' in text
+    assert '"x": "nan"' in text and '"none": null' in text
+    back = verdicts.read_ledger(path)["claims"][0]
+    got = back["seeds"][0]["values"]
+    assert got["spike"] == math.inf and got["low"] == -math.inf
+    assert math.isnan(got["x"]) and got["none"] is None
+    assert back["seeds"][1]["values"] is None
+    assert back["summary"] == {"median": math.inf, "min": 1.0, "max": math.inf}
 
 
 def test_every_claim_is_declared_at_both_scales_or_pending():

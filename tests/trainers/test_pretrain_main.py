@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from analysis import rundir
+from analysis import rundir, schema
 from tests.helpers import assert_one_line_error, run_pretrain_cli
 
 TINY = [
@@ -97,3 +97,17 @@ def test_a_tiny_run_completes_and_its_flags_replay_it(capsys, tmp_path):
         capsys, f"--flagfile={out / 'flags.txt'}", f"--output_dir={out}"
     )
     assert code == 0 and "completed at step 4" in stdout
+    # So does --config: the run's config.json, or a JSON PretrainConfig (as
+    # the suite writes it); a different config would be refused, not resumed.
+    record = schema.RunRecord.from_json(schema.read_json(str(out / "config.json")))
+    spec = tmp_path / "spec.json"
+    schema.write_json(str(spec), {**record.pretraining, "run": record.config})
+    for config in (out / "config.json", spec):
+        code, stdout, err = run_pretrain_cli(
+            capsys, f"--config={config}", f"--output_dir={out}"
+        )
+        assert code == 0 and "completed at step 4" in stdout, err
+    code, _, err = run_pretrain_cli(
+        capsys, f"--config={spec}", "--denoising=0.3", f"--output_dir={out}"
+    )
+    assert code == 2 and "denoising" in err  # a flag next to it wins

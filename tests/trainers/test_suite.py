@@ -109,6 +109,25 @@ def test_run_names_come_from_the_resolved_config():
     assert suite.make_job({**arm, "learning_rate": 0.2}, 0).name != a.name
 
 
+def test_every_declared_run_resolves_and_pretraining_runs_use_their_main(tmp_path):
+    from trainers.config import NOT_COMPARED, load_pretrain_config_file
+
+    for scale in claims.SCALES:
+        p = suite.plan(claims.CLAIMS, scale, 1)
+        assert {"train", "pretrain", "probe"} == {j.kind for j in p.jobs.values()}
+    root = str(tmp_path / "s")
+    p = suite.prepare(suite.Options(output_dir=root, only=("C10",), seeds=1))[1]
+    job = p.jobs[p.seed_paths["C10"][0]["pretrained"]]
+    scratch = p.jobs[p.seed_paths["C10"][0]["scratch"]]
+    assert job.name.startswith("pretrain-plain_mlp-digits-s0-")
+    assert job.argv(root, None)[1:3] == ["-m", "trainers.pretrain"]
+    assert scratch.kind == "train" and scratch.spec == {**job.spec["run"]}
+    # The file the suite writes is what trainers.pretrain --config reads.
+    c = load_pretrain_config_file(job.config_path(root)).resolved().to_dict()
+    c["run"] = {k: v for k, v in c["run"].items() if k not in NOT_COMPARED}
+    assert c == job.spec and c["steps_per_layer"] == 300
+
+
 def test_the_command_line_fails_in_one_line(tmp_path):
     proc = start(str(tmp_path / "s"), "--only=C5")
     out, err = proc.communicate(timeout=120)
