@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 
 from analysis import optimizers
 from analysis.gradients import gradient_profile
+from zoo import pairs
 
 SCALES = ("quick", "paper")
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -338,14 +339,8 @@ def _pretrain_arms(scale: str) -> dict:
 
 
 # C14: the pairs mlp_rezero / mlp_fixup: 100 residual blocks without
-# normalization (zoo/pairs.py _DEEP_NO_NORM) on the teacher task, Adam 1e-3.
-_DEEP_NO_NORM = {
-    "depth": 101,
-    "width": 64,
-    "activation": "relu",
-    "initializer": "he_normal",
-    "norm": "none",
-}
+# normalization (zoo/pairs.py DEEP_NO_NORM) on the teacher task, Adam 1e-3.
+_DEEP_NO_NORM = pairs.DEEP_NO_NORM
 
 
 def _deep(branch_scale: str, steps: int) -> dict:

@@ -101,7 +101,7 @@ _CNN = {"depth": 56, "activation": "relu", "initializer": "he_normal"}
 # 100 residual blocks (block 0 maps the input to the width) without
 # normalization, ReLU and He init: each vanilla block roughly doubles the
 # activations' second moment.
-_DEEP_NO_NORM = {
+DEEP_NO_NORM = {
     "depth": 101,
     "width": 64,
     "activation": "relu",
@@ -251,7 +251,7 @@ PAIRS = {
             "blocks train without normalization?",
             baseline=Arm("residual_mlp", {"branch_scale": "none"}),
             treatment=Arm("residual_mlp", {"branch_scale": "rezero"}),
-            shared=_DEEP_NO_NORM,
+            shared=DEEP_NO_NORM,
             task="teacher",
             expectation="ReZero starts as the identity (output/input std 1) and "
             "trains; the vanilla net's activations blow up by orders of magnitude",
@@ -263,7 +263,7 @@ PAIRS = {
             "without normalization?",
             baseline=Arm("residual_mlp", {"branch_scale": "none"}),
             treatment=Arm("residual_mlp", {"branch_scale": "fixup"}),
-            shared=_DEEP_NO_NORM,
+            shared=DEEP_NO_NORM,
             task="teacher",
             expectation="Fixup starts as the identity (output/input std 1) and "
             "trains; the vanilla net's activations blow up by orders of magnitude",
