@@ -84,6 +84,10 @@ class Scale:
     arms: Mapping[str, Mapping]
     seeds: int = 3
     note: str = ""  # what this scale cannot show, said in the verdict
+    # Seconds a run took when measured (quick scale: 2 workers on 2 cores).
+    # Only orders the queue: the suite starts the longest runs first, so
+    # the last minutes are not one long run beside an idle core.
+    seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -627,6 +631,7 @@ CLAIMS = {
                     },
                     note="MLP and a depth-20 CNN pair on the 8x8 digits; He et "
                     "al.'s CIFAR-10 test errors need the paper scale",
+                    seconds=25,
                 ),
                 "paper": Scale(
                     {
@@ -662,6 +667,7 @@ CLAIMS = {
                     "failure: at T=40-50 the vanilla RNN leaves the baseline "
                     "after ~1000-1500 steps (SCIENCE.md C6); T=100 over 4000 "
                     "steps is the paper scale",
+                    seconds=33,
                 ),
                 "paper": Scale(
                     {a: _recurrent(m, "paper") for a, m in _RNN_ARMS.items()}
@@ -787,6 +793,7 @@ CLAIMS = {
                     "not the papers' 2.4% -> 1.4% MNIST error; Erhan et al.'s "
                     "lower spread over seeds is not a per-seed criterion, and "
                     "the ReLU + He + Adam control runs at paper scale only",
+                    seconds=40,
                 ),
                 "paper": Scale(_pretrain_arms("paper"), seeds=5),
             },
@@ -879,6 +886,7 @@ CLAIMS = {
                     note="an MLP on the teacher task for 100 Adam steps; the "
                     "papers' 10,000-layer and ImageNet/CIFAR results are not "
                     "reproduced at this scale",
+                    seconds=150,
                 ),
                 "paper": Scale(_deep_arms(5000, vanilla=True)),
             },

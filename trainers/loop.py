@@ -171,21 +171,35 @@ class TrainStep:
         self.nonfinite = tf.Variable(
             tf.zeros([len(self.variables)], tf.bool), trainable=False
         )
+
+        # The step's control flow is written with tf.cond / tf.while_loop, so
+        # nothing is converted by AutoGraph (Keras' own code needs none):
+        # that conversion was a few seconds of every run's start-up.
+        def compile(fn, **kwargs):
+            return tf.function(fn, autograph=False, **kwargs)
+
         # XLA cannot compile the iterator's GetNext, so jit_compile applies to
         # the replica computation (forward, backward, norms, clipping) only.
-        self._replica = {
-            with_norms: tf.function(
-                functools.partial(self._replica_step, with_norms=with_norms),
-                jit_compile=True,
-            )
-            if jit_compile
-            else functools.partial(self._replica_step, with_norms=with_norms)
-            for with_norms in (False, True)
+        # From wide sums the per-variable norms are taken outside it, so both
+        # variants share one replica function; with one replica they also
+        # share one traced update: a deep model (C14's 101 blocks: ~60 s a
+        # trace) pays for tracing forward, backward and optimizer once, not
+        # twice. Nested functions are inlined when the step runs; several
+        # replicas cannot merge_call from one, so they trace each variant.
+        one = strategy.num_replicas_in_sync == 1
+        variants = (False,) if self.wide else (False, True)
+        replica = {
+            with_norms: functools.partial(self._replica_step, with_norms=with_norms)
+            for with_norms in variants
         }
+        if jit_compile:
+            replica = {k: compile(f, jit_compile=True) for k, f in replica.items()}
+        elif one:
+            replica = {k: compile(f) for k, f in replica.items()}
+        self._replica = {True: replica[variants[-1]], False: replica[False]}
+        self._apply_update = compile(self._apply) if one else self._apply
         self._compiled = {
-            with_norms: tf.function(
-                functools.partial(self._step, with_norms=with_norms)
-            )
+            with_norms: compile(functools.partial(self._step, with_norms=with_norms))
             for with_norms in (False, True)
         }
 
@@ -220,10 +234,15 @@ class TrainStep:
             xs = tf.reshape(x, [self.accum, -1, *x.shape[1:]])
             ys = tf.reshape(y, [self.accum, -1, *y.shape[1:]])
             grads, stats = self._micro_step(xs[0], ys[0])
-            for i in tf.range(1, self.accum):
+
+            def more(i, grads, stats):
                 more_grads, more_stats = self._micro_step(xs[i], ys[i])
                 grads = [g + h for g, h in zip(grads, more_grads)]
-                stats = {k: stats[k] + more_stats[k] for k in stats}
+                return i + 1, grads, {k: stats[k] + more_stats[k] for k in stats}
+
+            _, grads, stats = tf.while_loop(
+                lambda i, *_: i < self.accum, more, (tf.constant(1), grads, stats)
+            )
         if self.strategy.num_replicas_in_sync > 1:  # one replica: nothing to sum
             ctx = tf.distribute.get_replica_context()
             grads, stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, (grads, stats))
@@ -235,7 +254,9 @@ class TrainStep:
         # the sums are float64, so no rescue pass sits in the step.
         halves = half_squares(grads, wide=self.wide)
         stats["grad_global_norm"] = global_norm(grads, halves)
-        if with_norms:
+        if self.wide:
+            stats["halves"] = halves  # the norms, when asked for, come from these
+        elif with_norms:
             stats["grad_norms"] = l2_norms(grads, halves)
         # Which variables went non-finite, looked at before clipping (which
         # can turn an inf into the threshold). A float64 sum of squares of
@@ -271,6 +292,9 @@ class TrainStep:
             first = self.strategy.experimental_local_results
             stats = tf.nest.map_structure(lambda t: first(t)[0], stats)
             nonfinite = stats.pop("nonfinite")
+            halves = stats.pop("halves", None)
+            if with_norms and halves is not None:
+                stats["grad_norms"] = l2_norms(None, halves)
             # The rate this update uses (the schedule moves on after it).
             stats["learning_rate"] = tf.cast(self.optimizer.learning_rate, tf.float32)
             loss_finite = tf.math.is_finite(stats["loss"] + stats["penalty"])
@@ -278,15 +302,25 @@ class TrainStep:
             # Logging steps only: the weights before the update, to measure it.
             measure = with_norms and self.measure_updates
             before = [tf.identity(v) for v in self.variables] if measure else None
-            if finite and self.diverged_at < 0:
-                self.strategy.run(self._apply, args=(grads,))
-            elif self.diverged_at < 0:
+
+            def update():
+                self.strategy.run(self._apply_update, args=(grads,))
+
+            def record():
                 # Skip the update; train() then rolls the model back to the
                 # newest checkpoint known good.
                 step = tf.cast(self.optimizer.iterations, tf.int64) + 1
                 self.diverged_at.assign(step)
                 self.loss_was_finite.assign(loss_finite)
                 self.nonfinite.assign(nonfinite)
+
+            # Only the first non-finite step is recorded; none updates.
+            healthy = self.diverged_at < 0
+
+            def skip():
+                tf.cond(healthy, record, lambda: None)
+
+            tf.cond(finite & healthy, update, skip)
             if measure:
                 stats.update(self._update_norms(before))
             return stats

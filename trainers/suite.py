@@ -136,6 +136,7 @@ class Job:
     kind: str  # "train", "pretrain" or "probe"
     spec: dict  # resolved RunConfig / PretrainConfig fields, or {"probe": ...}
     seed: int
+    seconds: float = dataclasses.field(default=0.0, compare=False)  # Scale's
 
     def path(self, root: str) -> str:
         return os.path.join(root, self.name)
@@ -285,6 +286,11 @@ class Plan:
     seed_paths: dict  # claim id -> {seed: {arm: job name}}
     studies: dict = dataclasses.field(default_factory=dict)  # id -> StudyPlan
 
+    def queue(self) -> list:
+        """Job names in the order they start: the longest declared first,
+        then in plan order."""
+        return sorted(self.jobs, key=lambda name: -self.jobs[name].seconds)
+
     def more(self, root: str) -> list:
         """Jobs that the runs ended so far make known (a study's later stage)."""
         return [job for sp in self.studies.values() for job in sp.more(root)]
@@ -332,7 +338,8 @@ def plan(
                     job = make_job(dict(fields), seed)
                 except ValueError as e:
                     raise SuiteError(f"claim {cid} arm {arm}: {e}") from None
-                jobs[job.name] = job
+                seconds = max(declared.seconds, jobs.get(job.name, job).seconds)
+                jobs[job.name] = dataclasses.replace(job, seconds=seconds)
                 arms[arm] = job.name
             seed_paths[cid][seed] = arms
     return Plan(claims, scale, jobs, seed_paths, studies)
@@ -657,10 +664,11 @@ class Outcome:
 def execute(root, p: Plan, executor, workers, timeout, data_dir, out=sys.stdout):
     """Runs every job not yet done; returns {name: Outcome} of this session.
 
-    Jobs start in plan order. Whenever jobs end, `p.more` may add jobs they
-    decide (a study's tuned runs); those go to the front of the queue.
+    Jobs start in `p.queue()` order (the longest declared first). Whenever
+    jobs end, `p.more` may add jobs they decide (a study's tuned runs);
+    those go to the front of the queue.
     """
-    todo = collections.deque(p.jobs)  # in plan order
+    todo = collections.deque(p.queue())
     outcomes, running, waiting = {}, {}, {}
     started_at = time.time()
     durations = []

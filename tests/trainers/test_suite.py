@@ -109,6 +109,18 @@ def test_run_names_come_from_the_resolved_config():
     assert suite.make_job({**arm, "learning_rate": 0.2}, 0).name != a.name
 
 
+def test_the_longest_declared_runs_start_first():
+    p = suite.plan(claims.CLAIMS, "quick", 1)
+    queue = p.queue()
+    assert sorted(queue) == sorted(p.jobs)
+    seconds = [p.jobs[name].seconds for name in queue]
+    assert seconds == sorted(seconds, reverse=True) and seconds[0] > seconds[-1]
+    # C14's 101-block runs (the slowest) lead; undeclared ones keep plan order.
+    assert p.jobs[queue[0]].spec["model_kwargs"]["depth"] == 101
+    undeclared = [name for name in p.jobs if p.jobs[name].seconds == 0]
+    assert queue[-len(undeclared) :] == undeclared
+
+
 def test_every_declared_run_resolves_and_pretraining_runs_use_their_main(tmp_path):
     from trainers.config import NOT_COMPARED, load_pretrain_config_file
 
