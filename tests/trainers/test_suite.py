@@ -121,6 +121,16 @@ def test_the_longest_declared_runs_start_first():
     assert queue[-len(undeclared) :] == undeclared
 
 
+def test_the_demo_runs_c5_mlp_pair_only_and_judges_it_without_the_cnn():
+    demo = suite.plan(claims.SUITES["demo"], "quick", 1)
+    quick = suite.plan({"C5": claims.CLAIMS["C5"]}, "quick", 1)
+    assert set(demo.seed_paths["C5"][0]) == {"plain", "residual"}
+    assert set(quick.seed_paths["C5"][0]) == {"plain", "residual", "plain_cnn", "resnet"}
+    # The MLP runs are the quick suite's own (same names).
+    assert demo.seed_paths["C5"][0]["plain"] == quick.seed_paths["C5"][0]["plain"]
+    assert "cnn_loss_gap" not in claims.SUITES["demo"]["C5"].criterion.text
+
+
 def test_every_declared_run_resolves_and_pretraining_runs_use_their_main(tmp_path):
     from trainers.config import NOT_COMPARED, load_pretrain_config_file
 
