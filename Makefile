@@ -35,7 +35,7 @@ report: install
 # Variable-to-NumPy conversion; that warning is theirs, not ours. Two worker
 # processes (one per core; each imports TensorFlow once), files kept whole.
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=15 \
 		-W "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning" tests
 
 lint: install

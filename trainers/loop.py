@@ -126,7 +126,8 @@ class TrainStep:
     finiteness check picks, in cross-replica context, between applying it
     and recording a divergence (the pattern of Keras' LossScaleOptimizer).
 
-    Call `step(iterator, with_norms)`; the two variants are traced once each.
+    Call `step(iterator, with_norms)`; the two variants are traced once each
+    (with one replica they share the traced forward, backward and update).
     Logging steps (`with_norms`) also measure the update the optimizer
     applied, per variable, from the weights before and after it.
     """
