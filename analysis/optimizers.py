@@ -87,12 +87,16 @@ _CADENCE = {
 # Adding a problem is one entry here.
 PROBLEMS = {
     "deep_sigmoid_mlp": Problem(
-        "10x64 sigmoid MLP (Glorot uniform) on digits, batch 128, 300 steps: "
-        "the first layer's gradient is ~1e-6 of the last's at init",
+        "6x64 sigmoid MLP (Glorot uniform) on digits, batch 128, 300 steps: "
+        "the first layer's gradient is 2.4e-4 of the last's at init",
         {
             "model": "plain_mlp",
+            # At depth 10 (first/last 1.6e-6) no optimizer left chance in 300
+            # steps at any rate of the small grid, so the study could rank
+            # nothing; at depth 6, seed 0, Adam at 0.01 reached 0.77 eval
+            # accuracy and SGD at 0.1 and 1.0 stayed at chance.
             "model_kwargs": {
-                "depth": 10,
+                "depth": 6,
                 "width": 64,
                 "activation": "sigmoid",
                 "initializer": "glorot_uniform",
