@@ -657,7 +657,9 @@ CLAIMS = {
                 "residual 0.62 (gap 1.69). CNN arm, from the pair's runs with "
                 "these settings when it was built (3 seeds, final train loss): "
                 "plain-20 0.440 [0.366, 0.464], ResNet-20 0.059 [0.050, 0.062], "
-                "a gap of at least 0.30; not yet run by the suite",
+                "a gap of at least 0.30. Quick suite, seeds 0/1/2 (last-3-row "
+                "train loss): plain-20 0.970/0.644/0.868, ResNet-20 "
+                "0.079/0.085/0.127, gaps 0.89/0.56/0.74",
             ),
         ),
         Claim(
@@ -685,8 +687,11 @@ CLAIMS = {
                 calibration="seed 0 at T=50, step 800: GRU 0.0096, LSTM 0.127, "
                 "vanilla 0.147 (baseline 0.143); the LSTM has not left the "
                 "baseline yet (SCIENCE.md: LSTM slower than GRU). Quick suite, 3 "
-                "seeds: GRU 0.010/0.008/0.015, LSTM 0.127/0.144/0.083, vanilla "
-                "0.147/0.138/0.062",
+                "seeds, with the fused LSTM/GRU (zoo/fused_rnn.py): GRU "
+                "0.0069/0.0053/0.0074, LSTM 0.127/0.144/0.135, vanilla "
+                "0.147/0.138/0.135: the LSTM is still at the baseline at step "
+                "800 in every seed, so C6 does not hold at quick scale (an "
+                "earlier quick suite had LSTM 0.083 in seed 2)",
             ),
         ),
         Claim(
