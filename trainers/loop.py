@@ -18,6 +18,7 @@ compiled step, checkpointing and run-directory writer:
 Tested by tests/trainers/test_loop.py.
 """
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -553,6 +554,9 @@ def train(
         # resumable from the weights on disk, whatever stage it was in.
         what = "interrupted" if isinstance(e, KeyboardInterrupt) else _describe(e)
         run_dir.mark_failed(what, parts.step if parts else None)
+        if parts is not None and parts.tb is not None:
+            with contextlib.suppress(Exception):  # a full disk: keep `e`
+                parts.tb.flush()
         raise
     finally:
         if owned:

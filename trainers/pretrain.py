@@ -28,7 +28,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from analysis import cli, schema  # noqa: E402
 from trainers import config as gz_config  # noqa: E402
@@ -199,7 +199,7 @@ def run_main():
     # The step counts are required too, unless --config gives them: checked
     # in config_from_flags, in one line.
     gz_flags.flags.mark_flag_as_required("output_dir")
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)
 
 
 if __name__ == "__main__":

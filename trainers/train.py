@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # None of these imports TensorFlow: --help, the flags (made from the zoo's
 # signatures) and every refusal of bad input come before TensorFlow starts.
-from absl import app, logging  # noqa: E402
+from absl import logging  # noqa: E402
 
 from analysis import cli, schema  # noqa: E402
 from trainers import console, writer  # noqa: E402
@@ -177,7 +177,7 @@ def _recipe_note(config, error: ValueError) -> str:
 def run_main():
     """Console-script entry point (gradzoo-train)."""
     gz_flags.flags.mark_flag_as_required("output_dir")
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)
 
 
 if __name__ == "__main__":

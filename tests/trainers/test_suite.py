@@ -125,7 +125,12 @@ def test_the_demo_runs_c5_mlp_pair_only_and_judges_it_without_the_cnn():
     demo = suite.plan(claims.SUITES["demo"], "quick", 1)
     quick = suite.plan({"C5": claims.CLAIMS["C5"]}, "quick", 1)
     assert set(demo.seed_paths["C5"][0]) == {"plain", "residual"}
-    assert set(quick.seed_paths["C5"][0]) == {"plain", "residual", "plain_cnn", "resnet"}
+    assert set(quick.seed_paths["C5"][0]) == {
+        "plain",
+        "residual",
+        "plain_cnn",
+        "resnet",
+    }
     # The MLP runs are the quick suite's own (same names).
     assert demo.seed_paths["C5"][0]["plain"] == quick.seed_paths["C5"][0]["plain"]
     assert "cnn_loss_gap" not in claims.SUITES["demo"]["C5"].criterion.text

@@ -223,3 +223,45 @@ def test_sigterm_leaves_a_resumable_failed_status(tmp_path, data_dir):
         status["state"] == "failed"
         and "run the same command to resume" in status["message"]
     )
+
+
+def test_exit_now_after_tensorflow_keeps_the_code_and_the_streams(tmp_path):
+    # The mains a suite starts per run skip the interpreter's teardown once
+    # TensorFlow is loaded; what was printed or logged must still be out.
+    script = (
+        "import sys, tensorflow, logging\n"
+        "from analysis import cli\n"
+        "print('printed')\n"
+        "logging.getLogger().addHandler(logging.FileHandler(sys.argv[1]))\n"
+        "logging.getLogger().warning('logged')\n"
+        "cli.exit_now(3)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    log = tmp_path / "log.txt"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(log)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert proc.stdout == "printed\n" and log.read_text() == "logged\n"
+
+
+@pytest.mark.parametrize(
+    "code, exits, says", [(None, 0, ""), (2, 2, ""), ("why", 1, "why\n")]
+)
+def test_exit_now_takes_what_system_exit_carries(
+    monkeypatch, capsys, code, exits, says
+):
+    import tensorflow  # noqa: F401  (this process has it; exit_now checks)
+
+    def _exit(n):
+        raise RuntimeError(n)
+
+    monkeypatch.setattr(cli.os, "_exit", _exit)
+    with pytest.raises(RuntimeError) as e:
+        cli.exit_now(code)
+    assert e.value.args == (exits,) and capsys.readouterr().err == says
