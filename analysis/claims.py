@@ -889,7 +889,8 @@ CLAIMS = {
             source="Zhang, Dauphin & Ma 2019 (Fixup); Bachlechner et al. 2020 (ReZero)",
             scales={
                 # Tracing the step of 100 blocks took 3-8 minutes per step
-                # variant on the shared 2-core machine, so quick scale trains
+                # variant on the shared 2-core machine (a run now takes
+                # 77-157 s in the quiet quick suite), so quick scale trains
                 # the vanilla net not at all: it went non-finite at step 3 in
                 # 3 of 3 seeds when measured (the probe shows why).
                 "quick": Scale(
