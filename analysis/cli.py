@@ -54,14 +54,18 @@ def parse_flags(argv):
 
 
 def run(main, flags_parser=parse_flags) -> None:
-    """absl's app.run(main), then `exit_now` with main's exit code.
-
-    An exception other than SystemExit propagates as usual (a traceback).
-    """
+    """absl's app.run(main), then `exit_now` with main's exit code."""
     from absl import app
 
+    call_then_exit(app.run, main, flags_parser=flags_parser)
+
+
+def call_then_exit(fn, *args, **kwargs) -> None:
+    """fn(*args, **kwargs), then `exit_now` with the code it exits with (0
+    if it returns). An exception other than SystemExit propagates as usual
+    (a traceback)."""
     try:
-        app.run(main, flags_parser=flags_parser)
+        fn(*args, **kwargs)
         code = EXIT_OK
     except SystemExit as e:
         code = e.code

@@ -271,9 +271,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        main(sys.argv)
-        code = cli.EXIT_OK
-    except SystemExit as e:
-        code = e.code
-    cli.exit_now(code)
+    cli.call_then_exit(main, sys.argv)
