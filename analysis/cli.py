@@ -2,9 +2,11 @@
 
 The mains of both packages (trainers.train, analysis.compare, ...) use this
 module, so the codes are the same everywhere. It imports neither TensorFlow
-nor any flag definitions. Tested by tests/trainers/test_train_main.py.
+nor any flag definitions (`import_keras` imports Keras when a main calls it).
+Tested by tests/trainers/test_train_main.py and tests/test_startup.py.
 """
 
+import importlib.abc
 import logging
 import os
 import sys
@@ -18,6 +20,44 @@ EXIT_DIVERGED = 3  # the run ended as "diverged" (see its status.json)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C or SIGTERM; the run is resumable
 
 HELP_FLAGS = ("--help", "-h", "--helpfull", "-?")
+
+
+# Packages Keras imports when it starts, only for extras a run never uses:
+# scikit-learn (and with it scipy.stats) for keras.wrappers, matplotlib for
+# keras.visualization.
+_KERAS_EXTRAS = ("sklearn", "matplotlib")
+
+
+class _SkipImports(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in _KERAS_EXTRAS:
+            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+        return None
+
+
+def import_keras() -> None:
+    """Imports Keras (and TensorFlow) for a run process, without its extras.
+
+    Keras imports scikit-learn and matplotlib when it starts, if they are
+    installed, for its scikit-learn wrappers and image plots, which a run
+    process never uses; they were ~2 s of every run's start (`from trainers
+    import runner`: 7.4-8.4 s with scikit-learn, 6.5-6.9 s without, 3 runs
+    each; matplotlib.pyplot another 0.7 s by `python -X importtime`). Keras
+    treats both as optional. The block lasts only while Keras loads: a later
+    `import sklearn` (the digits builder, zoo/tasks/builders.py) or
+    matplotlib works as usual.
+    """
+    if "keras" in sys.modules:
+        return
+    skip = _SkipImports()
+    sys.meta_path.insert(0, skip)
+    try:
+        import keras  # noqa: F401
+    except ImportError:  # a Keras that needs one of them: load it with them
+        pass
+    finally:
+        sys.meta_path.remove(skip)
+    import keras  # noqa: F401, F811
 
 
 def fail(message) -> None:

@@ -258,6 +258,7 @@ def run_probe(name: str, seed: int, args: dict, output_dir: str) -> dict:
 def main(argv) -> None:
     """python -m analysis.probes --probe=NAME --seed=S --args=JSON --output_dir=D"""
     opts = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--"))
+    cli.import_keras()
     try:
         run_probe(
             opts["probe"],

@@ -113,3 +113,20 @@ def test_reading_run_directories_imports_no_tensorflow():
     code, heavy, out, err = _run("analysis.compare", str(FIXTURE))
     assert (code, heavy) == (0, []), err[-2000:]
     assert "plain_mlp" in out
+
+
+def test_a_run_process_loads_keras_without_its_extras_and_can_still_import_them():
+    # cli.import_keras skips scikit-learn and matplotlib (~2 s of every run's
+    # start); Keras works, and both import afterwards.
+    code, heavy, out, err = _run(
+        "-c",
+        "from analysis import cli; cli.import_keras(); import sys, keras;"
+        "print('during', sorted({'sklearn', 'matplotlib'} & set(sys.modules)));"
+        "print('dense', keras.layers.Dense(2)(keras.ops.ones((1, 3))).shape);"
+        "import sklearn.datasets as d; print('digits', d.load_digits().data.shape);"
+        "import matplotlib.pyplot as plt; print('figure', type(plt.figure()).__name__)",
+    )
+    assert code == 0, err[-2000:]
+    assert "during []" in out and "dense (1, 2)" in out, out
+    assert "figure Figure" in out, out
+    assert "digits (1797, 64)" in out and "sklearn" in heavy

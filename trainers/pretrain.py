@@ -166,6 +166,7 @@ def main(argv):
         config = config_from_flags()
         resolved = config.resolved()
         # TensorFlow only now: --help and the flags' refusals come without it.
+        cli.import_keras()
         from trainers import pretraining
 
         built = pretraining.build(

@@ -43,6 +43,7 @@ def _import_tensorflow():
     """trainers.runner (TensorFlow, Keras, TFDS); returns (runner, the
     C++ libraries' start-up lines, for the run's log.txt)."""
     with console.captured_fd2() as noise:
+        cli.import_keras()
         from trainers import runner
 
         # Probing for GPUs makes the CUDA libraries print their start-up

@@ -106,7 +106,11 @@ def mlp_depth_axis(model: "keras.Model") -> list[tuple[int, str]]:
 
 
 @register_model(
-    "plain_mlp", input_kinds=_INPUT_KINDS, tiny=_TINY, depth_axis=mlp_depth_axis
+    "plain_mlp",
+    input_kinds=_INPUT_KINDS,
+    tiny=_TINY,
+    depth_axis=mlp_depth_axis,
+    dense_stack=True,
 )
 def plain_mlp(
     *,
@@ -155,7 +159,11 @@ def plain_mlp(
 
 
 @register_model(
-    "residual_mlp", input_kinds=_INPUT_KINDS, tiny=_TINY, depth_axis=mlp_depth_axis
+    "residual_mlp",
+    input_kinds=_INPUT_KINDS,
+    tiny=_TINY,
+    depth_axis=mlp_depth_axis,
+    dense_stack=True,
 )
 def residual_mlp(
     *,

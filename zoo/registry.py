@@ -44,6 +44,7 @@ class ModelSpec:
     input_kinds: tuple[str, ...]
     tiny: Mapping[str, object]
     depth_axis: DepthAxis
+    dense_stack: bool = False  # has `blockNN_dense` hidden layers to pretrain
 
     @property
     def predicts_per_step(self) -> bool:
@@ -69,19 +70,27 @@ _MODELS: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str, *, input_kinds: tuple[str, ...], tiny: Mapping, depth_axis: DepthAxis
+    name: str,
+    *,
+    input_kinds: tuple[str, ...],
+    tiny: Mapping,
+    depth_axis: DepthAxis,
+    dense_stack: bool = False,
 ):
     """Decorator that adds a builder to the registry under `name`.
 
     The builder must name its model `name`: `depth_axis(model)` finds the
-    model's entry by `model.name`.
+    model's entry by `model.name`. `dense_stack` declares that the model has
+    the dense hidden stack greedy pretraining works on (zoo/pretraining.py
+    `hidden_stack`), so a config can be checked without building the model;
+    tests/zoo/test_models.py holds every declaration against a build.
     """
 
     def decorate(builder):
         if name in _MODELS:
             raise ValueError(f"Model '{name}' is registered twice.")
         _MODELS[name] = ModelSpec(
-            name, builder, tuple(input_kinds), dict(tiny), depth_axis
+            name, builder, tuple(input_kinds), dict(tiny), depth_axis, dense_stack
         )
         return builder
 

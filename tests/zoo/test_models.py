@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import blocks
+from zoo import blocks, pretraining
 
 INPUTS = {"vector": (12,), "image": (4, 4, 1), "sequence": (5, 2)}
 
@@ -22,6 +22,11 @@ def test_every_registered_model_builds_tiny_and_returns_logits(name):
         )
         out = model(np.zeros((2, *INPUTS[kind]), np.float32))
         assert out.shape == (2, 3)
+        try:  # the declared dense stack (checked by configs unbuilt) is real
+            has_stack = bool(pretraining.hidden_stack(model))
+        except ValueError:
+            has_stack = False
+        assert has_stack == spec.dense_stack
 
 
 @pytest.mark.parametrize(
