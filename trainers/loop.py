@@ -128,7 +128,8 @@ class TrainStep:
     and recording a divergence (the pattern of Keras' LossScaleOptimizer).
 
     Call `step(iterator, with_norms)`; the two variants are traced once each
-    (with one replica they share the traced forward, backward and update).
+    (with one replica they share the traced forward, backward and update;
+    a short run uses only the logging one, see `SHORT_RUN_STEPS`).
     Logging steps (`with_norms`) also measure the update the optimizer
     applied, per variable, from the weights before and after it.
     """
@@ -668,6 +669,14 @@ def _resume(p: _Parts) -> tuple[int, dict | None]:
     return start, last_eval
 
 
+# Runs (or what is left of one) of at most this many steps trace only the
+# logging variant of the step. Tracing the other cost 0.7 s (a 20x64 MLP) to
+# ~30 s (C14's 101-block Fixup net) of a run's start, while stepping with the
+# logging variant cost 0-2% per step (trainers/benchmark.py, (b) against (a);
+# BUILD.md, "Benchmarks"): at 2000 steps, the one trace is the cheaper.
+SHORT_RUN_STEPS = 2000
+
+
 def _step_loop(p: _Parts, start: int, last_eval: dict | None) -> _Outcome:
     """Steps from `start` to the end, an early stop or a divergence."""
     c = p.config
@@ -678,17 +687,22 @@ def _step_loop(p: _Parts, start: int, last_eval: dict | None) -> _Outcome:
     window, window_start, host_seconds = [], time.time(), 0.0
     out = _Outcome(step=start, last_eval=last_eval)
     p.first_step = start + 1
+    # A short run steps with the logging variant throughout (what only a
+    # logging step reports is then computed and not logged): one traced step
+    # function, not two, and the same updates, bitwise.
+    short = c.num_steps - start <= SHORT_RUN_STEPS
     for step in range(start + 1, c.num_steps + 1):
         out.step = p.step = step
         log_now = step == 1 or step % c.log_every_steps == 0 or step == c.num_steps
         eval_now = step % c.eval_every_steps == 0 or step == c.num_steps
         ckpt_now = step % c.checkpoint_every_steps == 0 or step == c.num_steps
-        if log_now not in p.traced:  # the variant is traced here: timed apart
+        variant = log_now or short
+        if variant not in p.traced:  # the variant is traced here: timed apart
             traced = time.time()
-            window.append(p.step_fn(iterator, with_norms=log_now))
-            p.traced[log_now] = (step, time.time() - traced)
+            window.append(p.step_fn(iterator, with_norms=variant))
+            p.traced[variant] = (step, time.time() - traced)
         else:
-            window.append(p.step_fn(iterator, with_norms=log_now))
+            window.append(p.step_fn(iterator, with_norms=variant))
         if not (log_now or eval_now or ckpt_now):
             continue
         out.nonfinite = p.step_fn.divergence()
