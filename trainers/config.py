@@ -606,6 +606,5 @@ def _check_has_dense_stack(model_name: str) -> None:
     """
     if not zoo.model_spec(model_name).dense_stack:
         raise ValueError(
-            f"Model '{model_name}' has no dense hidden stack to pretrain (no "
-            "Dense layer named blockNN_dense). Pretraining needs an MLP."
+            f"{zoo.pretraining.no_dense_stack(model_name)} Pretraining needs an MLP."
         )

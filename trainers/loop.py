@@ -672,8 +672,9 @@ def _resume(p: _Parts) -> tuple[int, dict | None]:
 # Runs (or what is left of one) of at most this many steps trace only the
 # logging variant of the step. Tracing the other cost 0.7 s (a 20x64 MLP) to
 # ~30 s (C14's 101-block Fixup net) of a run's start, while stepping with the
-# logging variant cost 0-2% per step (trainers/benchmark.py, (b) against (a);
-# BUILD.md, "Benchmarks"): at 2000 steps, the one trace is the cheaper.
+# logging variant cost 0-2% per step on the benchmark's models
+# (trainers/benchmark.py, (b) against (a); BUILD.md, "Benchmarks") and ~6%
+# on C14's 505 variables: at 2000 steps, the one trace is the cheaper.
 SHORT_RUN_STEPS = 2000
 
 

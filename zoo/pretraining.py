@@ -66,6 +66,14 @@ class Stage:
     frozen: tuple[str, ...]  # the network's variable paths held fixed below it
 
 
+def no_dense_stack(name: str) -> str:
+    """The refusal of model `name` for pretraining (here and in configs)."""
+    return (
+        f"Model '{name}' has no dense hidden stack to pretrain "
+        "(no Dense layer named blockNN_dense)."
+    )
+
+
 def hidden_stack(model: "keras.Model") -> list[HiddenLayer]:
     """The hidden layers of `model`'s dense stack, input side first.
 
@@ -87,10 +95,7 @@ def hidden_stack(model: "keras.Model") -> list[HiddenLayer]:
             output = f"{prefix}_act" if f"{prefix}_act" in names else layer.name
             stack.append((prefix, layer.name, output))
     if not stack:
-        raise ValueError(
-            f"Model '{model.name}' has no dense hidden stack to pretrain "
-            "(no Dense layer named blockNN_dense)."
-        )
+        raise ValueError(no_dense_stack(model.name))
     stack.sort()
     return [HiddenLayer(i, *entry) for i, entry in enumerate(stack)]
 
