@@ -60,6 +60,23 @@ def import_keras() -> None:
     import keras  # noqa: F401, F811
 
 
+# TensorFlow reads it when it first allocates CPU memory (its first op).
+BFC_ENV = "TF_CPU_ALLOCATOR_USE_BFC"
+
+
+def use_cpu_allocator(kind: str, *, force: bool = False) -> None:
+    """Asks TensorFlow for its CPU allocator `kind` ("default" or "bfc").
+
+    Call it before TensorFlow's first op. A value the user set in the
+    environment is kept unless `force`. The zoo declares each model's
+    allocator (zoo/registry.py `CPU_ALLOCATORS`): "bfc" keeps the memory it
+    frees, so the multi-megabyte buffers of a fused LSTM step are not handed
+    back to the system and page-faulted in again on every step.
+    """
+    if force or BFC_ENV not in os.environ:
+        os.environ[BFC_ENV] = "true" if kind == "bfc" else "false"
+
+
 def fail(message) -> None:
     """Exits with one line on stderr and EXIT_USAGE."""
     sys.stderr.write(f"error: {message}\n")

@@ -18,6 +18,8 @@ import sys
 
 import pytest
 
+from analysis import cli
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "run1_plain_mlp"
 
@@ -118,15 +120,31 @@ def test_reading_run_directories_imports_no_tensorflow():
 def test_a_run_process_loads_keras_without_its_extras_and_can_still_import_them():
     # cli.import_keras skips scikit-learn and matplotlib (~2 s of every run's
     # start); Keras works, and both import afterwards.
+    # The allocator asked for before the first op is the one TensorFlow uses.
     code, heavy, out, err = _run(
         "-c",
-        "from analysis import cli; cli.import_keras(); import sys, keras;"
+        "import os; os.environ.pop('TF_CPU_ALLOCATOR_USE_BFC', None);"
+        "from analysis import cli; cli.use_cpu_allocator('bfc');"
+        "cli.import_keras(); import sys, keras;"
         "print('during', sorted({'sklearn', 'matplotlib'} & set(sys.modules)));"
         "print('dense', keras.layers.Dense(2)(keras.ops.ones((1, 3))).shape);"
         "import sklearn.datasets as d; print('digits', d.load_digits().data.shape);"
-        "import matplotlib.pyplot as plt; print('figure', type(plt.figure()).__name__)",
+        "import matplotlib.pyplot as plt; print('figure', type(plt.figure()).__name__);"
+        "from trainers import runner; print('allocator', runner.cpu_allocator())",
     )
     assert code == 0, err[-2000:]
     assert "during []" in out and "dense (1, 2)" in out, out
     assert "figure Figure" in out, out
     assert "digits (1797, 64)" in out and "sklearn" in heavy
+    assert "allocator bfc" in out, out
+
+
+def test_a_cpu_allocator_set_by_the_user_is_kept(monkeypatch):
+    monkeypatch.setenv(cli.BFC_ENV, "false")
+    cli.use_cpu_allocator("bfc")
+    assert os.environ[cli.BFC_ENV] == "false"
+    cli.use_cpu_allocator("bfc", force=True)
+    assert os.environ[cli.BFC_ENV] == "true"
+    monkeypatch.delenv(cli.BFC_ENV)
+    cli.use_cpu_allocator("default")
+    assert os.environ[cli.BFC_ENV] == "false"

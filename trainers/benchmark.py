@@ -53,9 +53,12 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import zoo  # noqa: E402
-from analysis import schema  # noqa: E402
+from analysis import (
+    cli,  # noqa: E402
+    schema,  # noqa: E402
+)
 from analysis.cli import fail, parse_flags  # noqa: E402
-from trainers import loop  # noqa: E402
+from trainers import loop, runner  # noqa: E402
 from zoo.tasks.base import classification_task, regression_task  # noqa: E402
 
 LEARNING_RATE = 0.01
@@ -234,8 +237,13 @@ def _gradzoo_case(bm, task, norms_every, measure_updates=True):
     )
     step.measure_updates = measure_updates  # read when the step is traced
     iterator = iter(task.train_dataset(bm.batch_size, seed=0))
-    step(iterator, with_norms=True)  # trace the logging variant before timing
-    count = [0]
+    # The warm-up's two steps (measure) are a logging step and another, so
+    # both variants are traced and instantiated before timing, after every
+    # case is built: each build seeds (keras.utils.set_random_seed), which
+    # clears TensorFlow's cache of instantiated functions, and a logging
+    # variant instantiated before that ran grappler again inside a timed
+    # block (0.6-1.5 s on the 50x128 MLP, halving that block's rate).
+    count = [norms_every - 1]
 
     def block(n):
         for _ in range(n):
@@ -657,6 +665,14 @@ def _define_flags():
         "--threads=1 compares the two without that.",
         lower_bound=1,
     )
+    flags.DEFINE_enum(
+        "cpu_allocator",
+        None,
+        list(zoo.CPU_ALLOCATORS),
+        "TensorFlow's CPU allocator (default: the one the trainer uses for "
+        "every --model, as zoo/registry.py declares, else 'default'; "
+        "TF_CPU_ALLOCATOR_USE_BFC in the environment also sets it).",
+    )
     flags.DEFINE_string("output_json", None, "Also write the results here.")
     flags.DEFINE_string(
         "profile_dir",
@@ -674,7 +690,13 @@ def main(argv):
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         fail(f"unknown --model {', '.join(unknown)}; known: {', '.join(MODELS)}")
-    if f.threads:  # before TensorFlow runs its first op
+    # Both before TensorFlow runs its first op.
+    declared = {zoo.model_spec(MODELS[n].model).cpu_allocator for n in names}
+    cli.use_cpu_allocator(
+        f.cpu_allocator or (declared.pop() if len(declared) == 1 else "default"),
+        force=f.cpu_allocator is not None,
+    )
+    if f.threads:
         tf.config.threading.set_intra_op_parallelism_threads(f.threads)
         tf.config.threading.set_inter_op_parallelism_threads(f.threads)
     with_torch = f.torch and torch_installed()
@@ -692,6 +714,7 @@ def main(argv):
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         "command": " ".join(["python -m trainers.benchmark", *sys.argv[1:]]),
         "threads": f.threads or "default",
+        "cpu_allocator": runner.cpu_allocator(),
     }
     if with_torch:
         import torch
@@ -718,6 +741,7 @@ def main(argv):
     print(
         f"{results['date']}, {results['cpu']} x{results['cpu_count']}, "
         + ", ".join(f"{k} {v}" for k, v in results["versions"].items())
+        + f"; TensorFlow CPU allocator {results['cpu_allocator']}"
     )
     print(format_results(results))
     if f.output_json:

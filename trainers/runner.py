@@ -192,6 +192,16 @@ def versions() -> dict:
     }
 
 
+def cpu_allocator() -> str:
+    """The CPU allocator TensorFlow uses in this process: "bfc" or "default"
+    (only the BFC allocator keeps statistics)."""
+    try:
+        tf.config.experimental.get_memory_info("CPU:0")
+    except ValueError:
+        return "default"
+    return "bfc"
+
+
 def loop_config(c: RunConfig) -> loop.LoopConfig:
     """The loop's part of a resolved RunConfig."""
     names = [f.name for f in dataclasses.fields(loop.LoopConfig)]

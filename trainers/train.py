@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # signatures) and every refusal of bad input come before TensorFlow starts.
 from absl import logging  # noqa: E402
 
+import zoo  # noqa: E402
 from analysis import cli, schema  # noqa: E402
 from trainers import console, writer  # noqa: E402
 from trainers import flags as gz_flags  # noqa: E402
@@ -80,6 +81,7 @@ def main(argv):
             logging.info("%s: already %s", output_dir, ended.message)
             _report(ended, output_dir, resolved)
             return
+        cli.use_cpu_allocator(zoo.model_spec(resolved.model).cpu_allocator)
         runner, import_noise = _import_tensorflow()
         if gz_flags.NUM_CPU_DEVICES.value:
             runner.split_cpu(gz_flags.NUM_CPU_DEVICES.value)
@@ -101,6 +103,7 @@ def main(argv):
         sys.stderr.write("interrupted before training started\n")
         sys.exit(cli.EXIT_INTERRUPTED)
     log = console.log_to(built.run_dir.file(schema.LOG_FILE), import_noise)
+    logging.info("TensorFlow's CPU allocator: %s", runner.cpu_allocator())
     try:
         result = built.train()
     except schema.RunDirError as e:  # an unrestorable checkpoint

@@ -24,6 +24,7 @@ Tested by tests/zoo and tests/test_startup.py.
 from zoo import cnn, mlp, pretraining, rnn  # noqa: F401
 from zoo.pairs import Arm, Pair, get_pair, list_pairs
 from zoo.registry import (
+    CPU_ALLOCATORS,
     ModelSpec,
     depth_axis,
     get_model,
@@ -44,6 +45,7 @@ from zoo.tasks import (
 )
 
 __all__ = [
+    "CPU_ALLOCATORS",
     "Arm",
     "ModelSpec",
     "Pair",

@@ -45,6 +45,7 @@ class ModelSpec:
     tiny: Mapping[str, object]
     depth_axis: DepthAxis
     dense_stack: bool = False  # has `blockNN_dense` hidden layers to pretrain
+    cpu_allocator: str = "default"  # TensorFlow's CPU allocator for its runs
 
     @property
     def predicts_per_step(self) -> bool:
@@ -68,6 +69,12 @@ class ModelSpec:
 
 _MODELS: dict[str, ModelSpec] = {}
 
+# TensorFlow's CPU allocators: "default" (malloc) or "bfc", which keeps the
+# memory it frees for the next step. A model whose step allocates buffers of
+# megabytes (a whole sequence's gates) declares "bfc": malloc hands such
+# buffers back to the system and page-faults them in again on every step.
+CPU_ALLOCATORS = ("default", "bfc")
+
 
 def register_model(
     name: str,
@@ -76,6 +83,7 @@ def register_model(
     tiny: Mapping,
     depth_axis: DepthAxis,
     dense_stack: bool = False,
+    cpu_allocator: str = "default",
 ):
     """Decorator that adds a builder to the registry under `name`.
 
@@ -84,13 +92,23 @@ def register_model(
     the dense hidden stack greedy pretraining works on (zoo/pretraining.py
     `hidden_stack`), so a config can be checked without building the model;
     tests/zoo/test_models.py holds every declaration against a build.
+    `cpu_allocator` is the TensorFlow CPU allocator a training run of the
+    model should use (`CPU_ALLOCATORS`; analysis/cli.py `use_cpu_allocator`).
     """
+    if cpu_allocator not in CPU_ALLOCATORS:
+        raise ValueError(f"cpu_allocator must be one of {CPU_ALLOCATORS}.")
 
     def decorate(builder):
         if name in _MODELS:
             raise ValueError(f"Model '{name}' is registered twice.")
         _MODELS[name] = ModelSpec(
-            name, builder, tuple(input_kinds), dict(tiny), depth_axis, dense_stack
+            name,
+            builder,
+            tuple(input_kinds),
+            dict(tiny),
+            depth_axis,
+            dense_stack,
+            cpu_allocator,
         )
         return builder
 

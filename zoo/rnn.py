@@ -233,7 +233,13 @@ def vanilla_rnn(
     return _rnn(**locals(), cell="simple", name="vanilla_rnn")
 
 
-@register_model("lstm", input_kinds=_INPUT_KINDS, tiny=_TINY, depth_axis=rnn_depth_axis)
+@register_model(
+    "lstm",
+    input_kinds=_INPUT_KINDS,
+    tiny=_TINY,
+    depth_axis=rnn_depth_axis,
+    cpu_allocator="bfc",  # the fused path's whole-sequence buffers (BUILD.md)
+)
 def lstm(
     *,
     input_shape,
@@ -277,7 +283,13 @@ def lstm(
     return _rnn(**locals(), cell="lstm", name="lstm")
 
 
-@register_model("gru", input_kinds=_INPUT_KINDS, tiny=_TINY, depth_axis=rnn_depth_axis)
+@register_model(
+    "gru",
+    input_kinds=_INPUT_KINDS,
+    tiny=_TINY,
+    depth_axis=rnn_depth_axis,
+    cpu_allocator="bfc",  # the fused path's whole-sequence buffers (BUILD.md)
+)
 def gru(
     *,
     input_shape,

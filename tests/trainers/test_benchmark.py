@@ -4,7 +4,7 @@ import keras
 import pytest
 
 import zoo
-from trainers import benchmark
+from trainers import benchmark, loop
 
 TOY = {
     "mlp": benchmark.BenchModel(
@@ -34,6 +34,28 @@ def test_every_case_runs_at_toy_size(name):
         assert len(c["steps_per_second"]) == 2 and min(c["steps_per_second"]) > 0
         assert c["flops_per_second"] > 0 and c["peak_rss_mb"] > 0
     assert m["cases"]["c_keras_fit"]["ratio_to_c"] == 1.0
+
+
+def test_the_warm_up_runs_both_step_variants_after_every_build(monkeypatch):
+    # Every model build seeds, which clears TensorFlow's instantiated
+    # functions: a variant first run before the last build would be
+    # optimized again inside a timed block.
+    calls = []
+    call = loop.TrainStep.__call__
+
+    def recording(self, iterator, with_norms):
+        calls.append(with_norms)
+        return call(self, iterator, with_norms)
+
+    monkeypatch.setattr(loop.TrainStep, "__call__", recording)
+    block = benchmark._gradzoo_case(TOY["mlp"], benchmark._task(TOY["mlp"]), 100)
+    assert calls == []  # nothing runs while the cases are built
+    block(2)  # measure()'s warm-up
+    assert calls == [True, False]
+    block(98)
+    assert calls.count(True) == 1 and calls[-1] is False
+    block(1)
+    assert calls[-1] is True  # every 100 steps, as in the trainer
 
 
 def test_flop_count_matches_the_formula():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import blocks, pretraining
+from zoo import blocks, fused_rnn, pretraining
 
 INPUTS = {"vector": (12,), "image": (4, 4, 1), "sequence": (5, 2)}
 
@@ -27,6 +27,11 @@ def test_every_registered_model_builds_tiny_and_returns_logits(name):
         except ValueError:
             has_stack = False
         assert has_stack == spec.dense_stack
+        # "bfc" is declared by the models built on the fused recurrent path.
+        fused = any(
+            isinstance(layer, fused_rnn.LSTM | fused_rnn.GRU) for layer in model.layers
+        )
+        assert spec.cpu_allocator == ("bfc" if fused else "default")
 
 
 @pytest.mark.parametrize(
