@@ -349,8 +349,23 @@ def check_manifest(root: str, suite: str, p: Plan) -> None:
     """Refuses a folder holding runs declared differently; records ours.
 
     suite.json keeps each claim's declaration (arms and criterion, not the
-    number of seeds: more seeds only add runs).
+    number of seeds: more seeds only add runs). Suites started together on
+    one folder take turns here, under a lock (flock) on the folder itself:
+    without it, one could find the folder the other had just begun to fill,
+    with no suite.json yet, and refuse it.
     """
+    if os.path.exists(root) and not os.path.isdir(root):
+        raise SuiteError(f"output_dir {root} is a file; choose a directory")
+    os.makedirs(root, exist_ok=True)  # nothing is written into a user's folder
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for milliseconds
+        _check_and_write_manifest(root, suite, p)
+    finally:
+        os.close(fd)
+
+
+def _check_and_write_manifest(root: str, suite: str, p: Plan) -> None:
     path = os.path.join(root, MANIFEST_FILE)
     ours = {
         cid: p.studies[cid].declaration()
@@ -358,17 +373,19 @@ def check_manifest(root: str, suite: str, p: Plan) -> None:
         else c.declaration(p.scale)
         for cid, c in p.claims.items()
     }
+    if not os.path.exists(path) and any(
+        not n.startswith(".") for n in os.listdir(root)
+    ):
+        raise SuiteError(
+            f"output_dir {root} is not empty and holds no suite ({MANIFEST_FILE}); "
+            "choose another directory"
+        )
     old = None
     if os.path.exists(path):
         try:
             old = schema.read_json(path)
         except (OSError, ValueError) as e:
             raise SuiteError(f"{path} is unreadable ({e})") from None
-    elif os.path.isdir(root) and any(not n.startswith(".") for n in os.listdir(root)):
-        raise SuiteError(
-            f"output_dir {root} is not empty and holds no suite ({MANIFEST_FILE}); "
-            "choose another directory"
-        )
     if old is not None:
         if old.get("suite") != suite or old.get("scale") != p.scale:
             raise SuiteError(

@@ -100,6 +100,39 @@ def test_a_folder_with_other_declarations_is_refused_naming_the_claim(tmp_path):
         suite.prepare(suite.Options(output_dir=root, suite="quick", only=("C1",)))
 
 
+def test_a_suite_waits_for_another_filling_the_same_folder(tmp_path):
+    # The moment two suites started together used to collide at: the first
+    # has made its folders but not yet written suite.json.
+    import fcntl
+    import threading
+
+    root = tmp_path / "s"
+    (root / suite.CONFIGS_DIR).mkdir(parents=True)
+    fd = os.open(root, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    outcome = []
+    second = threading.Thread(
+        target=lambda: outcome.append(
+            suite.prepare(suite.Options(output_dir=str(root), suite="toy"))
+        )
+    )
+    second.start()
+    second.join(0.5)
+    assert second.is_alive() and not outcome  # it waits for the lock
+    suite.prepare(suite.Options(output_dir=str(root / "first"), suite="toy"))
+    os.replace(root / "first" / suite.MANIFEST_FILE, root / suite.MANIFEST_FILE)
+    os.close(fd)  # the first suite is done with the manifest
+    second.join(30)
+    assert outcome and outcome[0][0] == str(root)
+
+
+def test_a_file_as_output_dir_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "f"
+    path.write_text("x")
+    with pytest.raises(suite.SuiteError, match="is a file"):
+        suite.prepare(suite.Options(output_dir=str(path), suite="toy"))
+
+
 def test_run_names_come_from_the_resolved_config():
     arm = claims.TOY_CLAIMS["T2"].scales["quick"].arms["plain"]
     a, b = suite.make_job(dict(arm), 0), suite.make_job(dict(arm), 0)
