@@ -53,10 +53,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 import zoo  # noqa: E402
-from analysis import (
-    cli,  # noqa: E402
-    schema,  # noqa: E402
-)
+from analysis import cli, schema  # noqa: E402
 from analysis.cli import fail, parse_flags  # noqa: E402
 from trainers import loop, runner  # noqa: E402
 from zoo.tasks.base import classification_task, regression_task  # noqa: E402
