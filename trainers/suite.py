@@ -356,8 +356,8 @@ def check_manifest(root: str, suite: str, p: Plan) -> None:
     """
     if os.path.exists(root) and not os.path.isdir(root):
         raise SuiteError(f"output_dir {root} is a file; choose a directory")
-    os.makedirs(root, exist_ok=True)  # nothing is written into a user's folder
-    fd = os.open(root, os.O_RDONLY)
+    os.makedirs(root, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY)  # the lock is the folder: no file is added
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # held for milliseconds
         _check_and_write_manifest(root, suite, p)

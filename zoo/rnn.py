@@ -233,13 +233,17 @@ def vanilla_rnn(
     return _rnn(**locals(), cell="simple", name="vanilla_rnn")
 
 
-@register_model(
-    "lstm",
+# lstm and gru run on zoo/fused_rnn.py, whose whole-sequence buffers want
+# TensorFlow's BFC allocator (BUILD.md, "Second step-speed pass").
+_FUSED = dict(
     input_kinds=_INPUT_KINDS,
     tiny=_TINY,
     depth_axis=rnn_depth_axis,
-    cpu_allocator="bfc",  # the fused path's whole-sequence buffers (BUILD.md)
+    cpu_allocator="bfc",
 )
+
+
+@register_model("lstm", **_FUSED)
 def lstm(
     *,
     input_shape,
@@ -283,13 +287,7 @@ def lstm(
     return _rnn(**locals(), cell="lstm", name="lstm")
 
 
-@register_model(
-    "gru",
-    input_kinds=_INPUT_KINDS,
-    tiny=_TINY,
-    depth_axis=rnn_depth_axis,
-    cpu_allocator="bfc",  # the fused path's whole-sequence buffers (BUILD.md)
-)
+@register_model("gru", **_FUSED)
 def gru(
     *,
     input_shape,
