@@ -13,15 +13,20 @@ from analysis import cli
 from trainers import train
 
 
-def run_cli(capsys, *args):
-    """Runs the main in-process; returns (exit code, stdout, stderr)."""
-    code = 0
+def run_main(*args) -> int:
+    """Runs trainers.train's main in-process; returns its exit code."""
     with flagsaver.flagsaver():
         try:
             cli.parse_flags(["train", *args])
             train.main(["train"])
         except SystemExit as e:
-            code = e.code
+            return e.code
+    return 0
+
+
+def run_cli(capsys, *args):
+    """Runs the main in-process; returns (exit code, stdout, stderr)."""
+    code = run_main(*args)
     out = capsys.readouterr()
     return code, out.out, out.err
 

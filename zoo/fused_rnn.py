@@ -13,7 +13,10 @@ PyTorch:
   through time computes the gates' gradients, and the weight gradients are
   then two large matmuls over all steps at once, instead of a small matmul
   and an accumulation per step;
-- both loops through time are compiled with XLA (see below for why).
+- both loops through time are compiled with XLA (see below for why);
+- the batch is cut into one slice per core (`parts_for`), each run through
+  time by its own loop, concurrently: a loop is a chain of small steps that
+  keeps one core busy, and the rows of a batch never interact.
 
 BUILD.md ("LSTM and GRU: the fused CPU path") has the measurements, and the
 variants that lost.
@@ -33,8 +36,14 @@ Tested by tests/zoo/test_fused_rnn.py (outputs and gradients equal Keras'
 layers to 1e-5).
 """
 
+import os
+
 import keras
 import tensorflow as tf
+
+# A slice of the batch is worth its own loop from this many rows on
+# (measured on 2 cores at batch 32, 64 and 128: BUILD.md).
+MIN_ROWS_PER_PART = 16
 
 
 def _is_default_gating(layer) -> bool:
@@ -58,6 +67,41 @@ def _fast_path(layer, mask) -> bool:
         # With a GPU, Keras' own inner_loop takes cuDNN: keep it.
         and not tf.config.list_logical_devices("GPU")
     )
+
+
+def _cores() -> int:
+    """The loops TensorFlow can run at once: its inter-op threads."""
+    threads = tf.config.threading.get_inter_op_parallelism_threads()
+    env = os.environ.get("TF_NUM_INTEROP_THREADS", "")
+    threads = threads or (int(env) if env.isdigit() else 0)
+    if threads:
+        return threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parts_for(batch: int | None) -> int:
+    """How many slices of a batch run through time concurrently.
+
+    One per core TensorFlow runs ops on, with at least `MIN_ROWS_PER_PART`
+    rows each; 1 for a batch whose size is unknown when the step is traced.
+    """
+    if batch is None:
+        return 1
+    return max(1, min(_cores(), batch // MIN_ROWS_PER_PART))
+
+
+def _slices(parts, *tensors):
+    """The tensors cut along axis 0 (the batch): `parts` tuples of slices."""
+    if parts == 1:
+        return [tensors]
+    batch = tensors[0].shape[0]
+    if batch is None or not 1 <= parts <= batch:
+        raise ValueError(f"cannot cut a batch of {batch} into {parts} slices")
+    sizes = [batch // parts + (i < batch % parts) for i in range(parts)]
+    return list(zip(*(tf.split(t, sizes) for t in tensors)))
 
 
 def _zeros_if_none(grad, like):
@@ -126,18 +170,26 @@ def _lstm_backward(dhs, dc_last, gates, cs, c0, u):
     return dh0, dc0, dzs.stack()
 
 
-def lstm_sequence(x, h0, c0, kernel, recurrent_kernel, bias):
+def lstm_sequence(x, h0, c0, kernel, recurrent_kernel, bias, parts=1):
     """An LSTM over a batch-major sequence, Keras' gate order (i, f, c, o).
 
     Args:
       x: [batch, time, d] inputs.
       h0, c0: [batch, units] initial states.
       kernel: [d, 4 units]; recurrent_kernel: [units, 4 units]; bias: [4 units].
+      parts: slices of the batch run concurrently (`parts_for`); more than 1
+        needs the batch size in x's static shape.
 
     Returns:
       h: [time, batch, units] (time-major) and the last cell state c_T.
     """
-    return _lstm(tf.transpose(x, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias)
+    out = [
+        _lstm(tf.transpose(x, [1, 0, 2]), h0, c0, kernel, recurrent_kernel, bias)
+        for x, h0, c0 in _slices(parts, x, h0, c0)
+    ]
+    if parts == 1:
+        return out[0]
+    return tf.concat([h for h, _ in out], 1), tf.concat([c for _, c in out], 0)
 
 
 @tf.custom_gradient
@@ -216,7 +268,7 @@ def _gru_backward(dhs, saved, h_prev, u):
     return dh0, dxs.stack(), das.stack()
 
 
-def gru_sequence(x, h0, kernel, recurrent_kernel, bias):
+def gru_sequence(x, h0, kernel, recurrent_kernel, bias, parts=1):
     """A GRU (Keras' reset_after=True form) over a batch-major sequence.
 
     Gates in Keras' order (z, r, h); h_t = z h_{t-1} + (1 - z) tanh(x W_h +
@@ -227,11 +279,16 @@ def gru_sequence(x, h0, kernel, recurrent_kernel, bias):
       h0: [batch, units] initial state.
       kernel: [d, 3 units]; recurrent_kernel: [units, 3 units]; bias:
         [2, 3 units] (input bias, recurrent bias).
+      parts: as for `lstm_sequence`.
 
     Returns:
       h: [time, batch, units] (time-major).
     """
-    return _gru(tf.transpose(x, [1, 0, 2]), h0, kernel, recurrent_kernel, bias)
+    out = [
+        _gru(tf.transpose(x, [1, 0, 2]), h0, kernel, recurrent_kernel, bias)
+        for x, h0 in _slices(parts, x, h0)
+    ]
+    return out[0] if parts == 1 else tf.concat(out, 1)
 
 
 @tf.custom_gradient
@@ -279,6 +336,7 @@ class LSTM(keras.layers.LSTM):
             cell.kernel.value,
             cell.recurrent_kernel.value,
             cell.bias.value,
+            parts=parts_for(sequences.shape[0]),
         )
         last, outputs = _outputs(hs)
         return last, outputs, [last, c_last]
@@ -301,6 +359,7 @@ class GRU(keras.layers.GRU):
             cell.kernel.value,
             cell.recurrent_kernel.value,
             cell.bias.value,
+            parts=parts_for(sequences.shape[0]),
         )
         last, outputs = _outputs(hs)
         return last, outputs, [last]

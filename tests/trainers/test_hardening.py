@@ -13,7 +13,7 @@ import pytest
 
 from analysis import compare, schema
 from analysis.rundir import load_run
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli, run_main
 
 TINY = [
     "--depth=3",
@@ -27,14 +27,20 @@ TINY = [
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+@pytest.fixture(scope="module")
+def made_run(tmp_path_factory, data_dir):
+    """A completed 6-step run, trained once for this module's tests."""
+    path = tmp_path_factory.mktemp("made") / "run"
+    assert run_main(f"--output_dir={path}", f"--data_dir={data_dir}", *TINY) == 0
+    return path
+
+
 @pytest.fixture
-def run(capsys, tmp_path, data_dir):
-    """A completed 6-step run and the arguments that made it."""
+def run(tmp_path, data_dir, made_run):
+    """A copy of that run (times kept) and the arguments that would make it."""
     path = tmp_path / "run"
-    args = [f"--output_dir={path}", f"--data_dir={data_dir}", *TINY]
-    code, out, err = run_cli(capsys, *args)
-    assert code == 0, err
-    return path, args
+    shutil.copytree(made_run, path)
+    return path, [f"--output_dir={path}", f"--data_dir={data_dir}", *TINY]
 
 
 def _as_interrupted_at_3(path):
