@@ -2,6 +2,7 @@
 nothing lost (the table in the hardening issue's closing note)."""
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -302,7 +303,7 @@ train.run_main()
 
 @pytest.mark.parametrize("point", ["after_config", "step0_eval", "final_save"])
 def test_sigterm_at_any_point_leaves_a_true_status_and_exit_130(
-    tmp_path, data_dir, point
+    capsys, caplog, tmp_path, data_dir, point
 ):
     out = tmp_path / "run"
     args = [f"--output_dir={out}", f"--data_dir={data_dir}", *TINY]
@@ -321,15 +322,10 @@ def test_sigterm_at_any_point_leaves_a_true_status_and_exit_130(
     if point != "final_save":
         return
     # And the same command resumes it to the end (from its last checkpoint).
-    proc = subprocess.run(
-        [sys.executable, "-m", "trainers.train", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-    assert proc.returncode == 0 and "completed at step 6" in proc.stdout
-    assert "resuming from step 6" in proc.stderr
+    with caplog.at_level(logging.INFO):
+        code, out, err = run_cli(capsys, *args)
+    assert code == 0 and "completed at step 6" in out, err
+    assert "resuming from step 6" in caplog.text
 
 
 def test_sigterm_during_start_up_exits_130(tmp_path):
@@ -356,7 +352,9 @@ def _mount_tmpfs(path, size):
         pytest.skip(f"cannot mount a small filesystem here: {done.stderr!r}")
 
 
-def test_a_full_disk_fails_the_run_in_one_line_and_it_resumes(tmp_path, data_dir):
+def test_a_full_disk_fails_the_run_in_one_line_and_it_resumes(
+    capsys, tmp_path, data_dir
+):
     disk = tmp_path / "disk"
     _mount_tmpfs(disk, "200k")  # two checkpoints of this net do not fit
     try:
@@ -387,20 +385,8 @@ def test_a_full_disk_fails_the_run_in_one_line_and_it_resumes(tmp_path, data_dir
         shutil.copytree(disk / "run", tmp_path / "moved")
     finally:
         subprocess.run(["umount", str(disk)], check=False)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trainers.train",
-            f"--output_dir={tmp_path}/moved",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
-    assert proc.returncode == 0 and "completed at step 60" in proc.stdout
+    code, out, err = run_cli(capsys, f"--output_dir={tmp_path}/moved", *args)
+    assert code == 0 and "completed at step 60" in out, err
 
 
 def test_resuming_in_a_read_only_directory_is_one_line(tmp_path, data_dir, capsys):
