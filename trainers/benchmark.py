@@ -56,6 +56,7 @@ import zoo  # noqa: E402
 from analysis import cli, schema  # noqa: E402
 from analysis.cli import fail, parse_flags  # noqa: E402
 from trainers import loop, runner  # noqa: E402
+from zoo import fused_rnn  # noqa: E402
 from zoo.tasks.base import classification_task, regression_task  # noqa: E402
 
 LEARNING_RATE = 0.01
@@ -519,9 +520,13 @@ def measure(
     flops = train_flops_per_example(_keras_model(bm)) * bm.batch_size
     base = statistics.median(rates["c_keras_fit"])
     cpu_base = cpu_rates["c_keras_fit"]
+    slices = {}
+    if bm.model in ("lstm", "gru"):  # one loop per core (zoo/fused_rnn.py)
+        slices = {"batch_slices": fused_rnn.parts_for(bm.batch_size)}
     return {
         "description": bm.description,
         "batch_size": bm.batch_size,
+        **slices,
         "train_flops_per_step": flops,
         "steps_per_block": steps,
         "cases": {
@@ -593,6 +598,12 @@ def checks(results: dict) -> list[dict]:
     ]
 
 
+def _slices_note(slices: int | None) -> str:
+    if slices is None:
+        return ""
+    return f", batch in {slices} slice{'s' if slices > 1 else ''}"
+
+
 def format_results(results: dict) -> str:
     peak = results.get("peak_flops_per_second")
     lines = []
@@ -601,7 +612,9 @@ def format_results(results: dict) -> str:
     for name, m in results["models"].items():
         lines += [
             "",
-            f"{name}: {m['description']} ({m['steps_per_block']} steps per block)",
+            f"{name}: {m['description']} ({m['steps_per_block']} steps per block"
+            + _slices_note(m.get("batch_slices"))
+            + ")",
             f"  {'case':<30}{'steps/s median [min, max]':>27}{'vs (c)':>8}"
             f"{'GFLOP/s':>9}{'of (f)':>8}{'peak MB':>9}{'CPU vs (c)':>11}",
         ]

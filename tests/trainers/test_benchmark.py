@@ -34,6 +34,11 @@ def test_every_case_runs_at_toy_size(name):
         assert len(c["steps_per_second"]) == 2 and min(c["steps_per_second"]) > 0
         assert c["flops_per_second"] > 0 and c["peak_rss_mb"] > 0
     assert m["cases"]["c_keras_fit"]["ratio_to_c"] == 1.0
+    # The recurrent models say how many slices their batch ran in.
+    assert m.get("batch_slices") == (1 if name == "lstm" else None)
+    header = benchmark.format_results({"models": {name: m}, "checks": []})
+    note = ", batch in 1 slice)" if name == "lstm" else ")"
+    assert header.splitlines()[1].endswith(f"(3 steps per block{note}")
 
 
 def test_the_warm_up_runs_both_step_variants_after_every_build(monkeypatch):
