@@ -323,8 +323,8 @@ def test_sigterm_at_any_point_leaves_a_true_status_and_exit_130(
         return
     # And the same command resumes it to the end (from its last checkpoint).
     with caplog.at_level(logging.INFO):
-        code, out, err = run_cli(capsys, *args)
-    assert code == 0 and "completed at step 6" in out, err
+        code, stdout, stderr = run_cli(capsys, *args)
+    assert code == 0 and "completed at step 6" in stdout, stderr
     assert "resuming from step 6" in caplog.text
 
 
