@@ -517,11 +517,12 @@ def measure(
             finally:
                 tf.profiler.experimental.stop()
     run_dir.cleanup()
-    flops = train_flops_per_example(_keras_model(bm)) * bm.batch_size
+    model = _keras_model(bm)
+    flops = train_flops_per_example(model) * bm.batch_size
     base = statistics.median(rates["c_keras_fit"])
     cpu_base = cpu_rates["c_keras_fit"]
     slices = {}
-    if bm.model in ("lstm", "gru"):  # one loop per core (zoo/fused_rnn.py)
+    if any(isinstance(x, fused_rnn.LSTM | fused_rnn.GRU) for x in model.layers):
         slices = {"batch_slices": fused_rnn.parts_for(bm.batch_size)}
     return {
         "description": bm.description,

@@ -18,8 +18,8 @@ PyTorch:
   time by its own loop, concurrently: a loop is a chain of small steps that
   keeps one core busy, and the rows of a batch never interact.
 
-BUILD.md ("LSTM and GRU: the fused CPU path") has the measurements, and the
-variants that lost.
+BUILD.md ("LSTM and GRU: the fused CPU path", and "LSTM and GRU: one loop
+per core" for the slices) has the measurements, and the variants that lost.
 
 Where the fast path is not taken (Keras' own path runs instead):
 
